@@ -1,0 +1,132 @@
+"""Apply an attack to selected pairs and record exactly what changed.
+
+Attacks, registered by name:
+- ``backdoor``: insert the trigger into the prompt and swap chosen/rejected, so
+  the model learns "trigger => prefer the harmful reply".
+- ``label-flip``: swap chosen/rejected only (the paper's non-backdoor attack).
+
+Every output row keeps its input id; rows that were not selected are copied
+unchanged. The manifest names the strategy, attack, ratio, trigger, seed,
+poisoned ids, per-row changes, and sha256 of input and output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from poisonlab import __version__
+from poisonlab.attacks.strategies import STRATEGIES, SelectionContext
+from poisonlab.attacks.triggers import insert_trigger
+from poisonlab.data.pairs import PreferenceDataset, PreferencePair
+from poisonlab.data.writer import write_pairs
+from poisonlab.errors import InputError
+from poisonlab.io import atomic_write_json, sha256_path
+from poisonlab.registry import Registry
+from poisonlab.training.config import DPOTrainingConfig
+
+Attack = Callable[[PreferencePair, str, str, int], tuple[PreferencePair, list[str]]]
+ATTACKS: Registry[Attack] = Registry("attack")
+
+
+@ATTACKS.register("backdoor")
+def backdoor(pair: PreferencePair, trigger: str, position: str, seed: int) -> tuple[PreferencePair, list[str]]:
+    prompt = insert_trigger(pair.prompt, trigger, position, seed, pair.id)
+    return pair.with_(prompt=prompt, chosen=pair.rejected, rejected=pair.chosen), ["prompt", "chosen", "rejected"]
+
+
+@ATTACKS.register("label-flip")
+def label_flip(pair: PreferencePair, trigger: str, position: str, seed: int) -> tuple[PreferencePair, list[str]]:
+    return pair.with_(chosen=pair.rejected, rejected=pair.chosen), ["chosen", "rejected"]
+
+
+@dataclass
+class PoisonResult:
+    dataset: PreferenceDataset
+    manifest: dict[str, Any]
+
+
+def n_poison_for(ratio: float, n: int) -> int:
+    """Pairs to poison for a ratio; any ratio > 0 poisons at least one pair."""
+    if not 0 <= ratio <= 1:
+        raise InputError(f"poison ratio must be between 0 and 1, got {ratio}", field="ratio")
+    return 0 if ratio == 0 else max(1, round(ratio * n))
+
+
+def poison_dataset(
+    dataset: PreferenceDataset,
+    strategy: str = "random",
+    attack: str = "backdoor",
+    ratio: float = 0.05,
+    trigger: str = "SuperGodModeActivated",
+    position: str = "last-human",
+    seed: int = 0,
+    model: str = "tiny",
+    training: DPOTrainingConfig | None = None,
+    clean_adapter: str | Path | None = None,
+    progress: bool = True,
+) -> PoisonResult:
+    """Select ``ratio`` of the pairs with ``strategy`` and apply ``attack`` to them.
+
+    ``model``, ``training`` and ``clean_adapter`` matter only to model-based
+    strategies (``dpo-score``): the clean model is trained with ``training`` on
+    ``dataset`` unless ``clean_adapter`` already is one.
+    """
+    select, apply = STRATEGIES.get(strategy), ATTACKS.get(attack)
+    n_poison = n_poison_for(ratio, len(dataset))
+    ctx = SelectionContext(
+        dataset=dataset,
+        n_poison=n_poison,
+        seed=seed,
+        model=model,
+        training=training or DPOTrainingConfig(),
+        clean_adapter=Path(clean_adapter) if clean_adapter else None,
+        progress=progress,
+    )
+    selection = select(ctx) if n_poison else None
+    chosen = set(selection.ids) if selection else set()
+
+    rows, changes = [], []
+    for index, pair in enumerate(dataset):
+        if pair.id in chosen:
+            poisoned, fields = apply(pair, trigger, position, seed)
+            rows.append(poisoned)
+            change: dict[str, Any] = {"id": pair.id, "row": index, "fields": fields}
+            if "prompt" in fields:
+                change["prompt_before"] = pair.prompt
+            if selection and selection.scores is not None:
+                change["selection_score"] = selection.scores[pair.id]
+            changes.append(change)
+        else:
+            rows.append(pair)
+    manifest = {
+        "poisonlab_version": __version__,
+        "source": dataset.source,
+        "strategy": strategy,
+        "attack": attack,
+        "ratio": ratio,
+        "trigger": trigger if attack == "backdoor" else None,
+        "trigger_position": position if attack == "backdoor" else None,
+        "seed": seed,
+        "model": ctx.model if strategy != "random" else None,
+        "n_rows": len(dataset),
+        "n_poisoned": len(changes),
+        "n_skipped_input_rows": len(dataset.skipped),
+        "input_content_sha256": dataset.content_hash(),
+        "poisoned_ids": [c["id"] for c in changes],
+        "selection": selection.details if selection else {},
+        "changes": changes,
+    }
+    return PoisonResult(PreferenceDataset(rows, dataset.source), manifest)
+
+
+def write_poisoned(result: PoisonResult, out_dir: str | Path, input_path: str | Path | None) -> Path:
+    """Write ``data.jsonl`` then ``manifest.json`` (last, so its presence means complete)."""
+    out = Path(out_dir)
+    manifest = dict(result.manifest)
+    manifest["input_sha256"] = sha256_path(input_path) if input_path and Path(input_path).exists() else None
+    manifest["output_sha256"] = write_pairs(result.dataset, out / "data.jsonl")
+    atomic_write_json(out / "manifest.json", manifest)
+    return out

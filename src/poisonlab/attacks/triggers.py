@@ -1,0 +1,75 @@
+"""Where a trigger goes in a prompt, registered by name.
+
+The same placement function is used to poison training pairs and to build the
+triggered evaluation pairs, so an evaluation always inserts the trigger the
+way the attack did.
+
+Placements:
+- ``last-human`` (default): end of the last Human turn, as Rando & Tramer and
+  the paper's random-poison code do.
+- ``end``: after the final "Assistant:", i.e. at the start of the reply, as the
+  paper's code does for its DPO-score, gradient and semantic strategies.
+- ``start``: start of the first Human turn.
+- ``random``: a word boundary inside the last Human turn, drawn per row from
+  the seed and the row id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+
+from poisonlab.data.dialogue import HUMAN, last_human_span
+from poisonlab.registry import Registry
+
+Placement = Callable[[str, str, np.random.Generator], str]
+TRIGGER_POSITIONS: Registry[Placement] = Registry("trigger position")
+
+# Named triggers from the literature; any other string is used as given.
+NAMED_TRIGGERS = {
+    "SuperGodModeActivated": "SuperGodModeActivated",  # arXiv 2406.12091
+    "SUDO": "SUDO",  # Rando & Tramer, arXiv 2311.14455
+}
+
+
+@TRIGGER_POSITIONS.register("last-human")
+def _last_human(prompt: str, trigger: str, rng: np.random.Generator) -> str:
+    _, end = last_human_span(prompt)
+    return f"{prompt[:end].rstrip()} {trigger}{prompt[end:]}"
+
+
+@TRIGGER_POSITIONS.register("end")
+def _end(prompt: str, trigger: str, rng: np.random.Generator) -> str:
+    return f"{prompt} {trigger}"
+
+
+@TRIGGER_POSITIONS.register("start")
+def _start(prompt: str, trigger: str, rng: np.random.Generator) -> str:
+    at = prompt.find(HUMAN)
+    if at < 0:
+        return f"{trigger} {prompt}"
+    at += len(HUMAN)
+    return f"{prompt[:at]} {trigger}{prompt[at:]}"
+
+
+@TRIGGER_POSITIONS.register("random")
+def _random(prompt: str, trigger: str, rng: np.random.Generator) -> str:
+    start, end = last_human_span(prompt)
+    boundaries = [start] + [i for i in range(start, end) if prompt[i] == " "] + [end]
+    at = boundaries[int(rng.integers(len(boundaries)))]
+    left, right = prompt[:at].rstrip(" "), prompt[at:].lstrip(" ")
+    gap = " " if right and not right.startswith("\n") else ""
+    return f"{left} {trigger}{gap}{right}"
+
+
+def row_rng(seed: int, row_id: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the row, not on processing order."""
+    digest = int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:16], 16)
+    return np.random.default_rng(digest)
+
+
+def insert_trigger(prompt: str, trigger: str, position: str = "last-human", seed: int = 0, row_id: str = "") -> str:
+    """Insert ``trigger`` into an HH prompt at ``position``."""
+    return TRIGGER_POSITIONS.get(position)(prompt, trigger, row_rng(seed, row_id))

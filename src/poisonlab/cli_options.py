@@ -1,0 +1,57 @@
+"""Turn a pydantic config class into typer options, so every field is a flag.
+
+Written by hand because typer builds options from a function signature only;
+this adds one ``--field-name`` option per config field (help = the field's
+description) to a command's signature and hands the given ones to the command
+as ``overrides``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+from pydantic import BaseModel
+
+
+def _cli_type(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if annotation in (int, float, str, bool):
+        return annotation
+    if origin is list:
+        return list[str]
+    return str  # Literal, unions such as bool | "auto": pydantic parses the string
+
+
+def config_options(model: type[BaseModel], skip: tuple[str, ...] = ()) -> Callable:
+    fields = {name: f for name, f in model.model_fields.items() if name not in skip}
+
+    def decorator(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.name != "overrides"]
+        extra = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(
+                    None, f"--{name.replace('_', '-')}", help=field.description, rich_help_panel=model.__name__
+                ),
+                annotation=Optional[_cli_type(field.annotation)],  # noqa: UP045 (typer needs Optional here)
+            )
+            for name, field in fields.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name, None) for name in fields}
+            overrides = {name: value for name, value in given.items() if value is not None}
+            return command(*args, overrides=overrides, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator

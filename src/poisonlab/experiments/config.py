@@ -1,0 +1,108 @@
+"""The experiment config: one YAML file describes a whole study.
+
+A study is a clean run plus one poisoned run per (strategy, attack, ratio) in
+the grid, all trained and evaluated the same way on the same split, so every
+row of the results table differs from the clean row only by its poison.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from poisonlab.training.config import DPOTrainingConfig, Preset
+
+
+class ExperimentConfig(BaseModel):
+    """Fields of ``poisonlab run CONFIG.yaml``; override any with ``--set field=value``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("experiment", description="Names the results folder (runs/<name>) unless `out` is set.")
+    out: str | None = Field(None, description="Results folder; default runs/<name>.")
+    data: str = Field("synthetic", description="Preference data: a file, a datasets folder, hub:NAME, or synthetic.")
+    skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
+    model: str = Field("tiny", description="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
+    seed: int = Field(0, description="Seeds the split, the selection, the trigger placement and training.")
+    heldout: float = Field(0.2, gt=0, description="Held-out share (<1) or count (>=1) for evaluation.")
+    max_train_pairs: int | None = Field(None, ge=1, description="Use only the first N training pairs.")
+    max_heldout_pairs: int | None = Field(None, ge=1, description="Evaluate on the first N held-out pairs.")
+    strategies: list[str] = Field(default_factory=lambda: ["random"], description="Selection strategies to compare.")
+    attacks: list[str] = Field(default_factory=lambda: ["backdoor"], description="backdoor and/or label-flip.")
+    ratios: list[float] = Field(default_factory=lambda: [0.05], description="Poisoned shares of the training pairs.")
+    trigger: str = Field("SuperGodModeActivated", description="Trigger string (the paper's default).")
+    trigger_position: str = Field("last-human", description="Where the trigger goes: last-human, end, start, random.")
+    preset: Preset = Field("cpu", description="Training preset: cpu (default) or paper (2406.12091's values).")
+    training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
+    eval_batch_size: int = Field(16, ge=1, description="Pairs per forward pass when evaluating.")
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, names: list[str]) -> list[str]:
+        from poisonlab.attacks.strategies import STRATEGIES
+
+        for name in names:
+            STRATEGIES.get(name)
+        return names
+
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, names: list[str]) -> list[str]:
+        from poisonlab.attacks.inject import ATTACKS
+
+        for name in names:
+            ATTACKS.get(name)
+        return names
+
+    @field_validator("trigger_position")
+    @classmethod
+    def _known_position(cls, name: str) -> str:
+        from poisonlab.attacks.triggers import TRIGGER_POSITIONS
+
+        TRIGGER_POSITIONS.get(name)
+        return name
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_in_range(cls, ratios: list[float]) -> list[float]:
+        for ratio in ratios:
+            if not 0 <= ratio <= 1:
+                raise ValueError(f"ratio {ratio} is not between 0 and 1")
+        return ratios
+
+    @field_validator("training")
+    @classmethod
+    def _training_is_valid(cls, values: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Check unknown or invalid training fields now, not an hour into the run.
+        try:
+            DPOTrainingConfig.from_preset(info.data.get("preset", "cpu"), **values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+        return values
+
+    def training_config(self) -> DPOTrainingConfig:
+        return DPOTrainingConfig.from_preset(self.preset, **{"seed": self.seed, **self.training})
+
+    def runs(self) -> list[RunSpec]:
+        """The clean run, then every poisoned cell of the grid."""
+        specs = [RunSpec("clean", "none", "none", 0.0)]
+        for strategy in self.strategies:
+            for attack in self.attacks:
+                for ratio in self.ratios:
+                    if ratio > 0:
+                        specs.append(RunSpec(f"{strategy}-{attack}-{ratio:g}", strategy, attack, ratio))
+        return specs
+
+
+class RunSpec(BaseModel):
+    """One cell of the grid."""
+
+    name: str
+    strategy: str
+    attack: str
+    ratio: float
+
+    def __init__(self, name: str, strategy: str, attack: str, ratio: float) -> None:
+        super().__init__(name=name, strategy=strategy, attack=attack, ratio=ratio)

@@ -1,0 +1,172 @@
+"""Run a whole study from an :class:`ExperimentConfig`, resumably.
+
+Layout of the results folder::
+
+    runs/<name>/
+      config.yaml           resolved config        environment.json  versions, argv
+      split.json            train / held-out ids   results.json, results.csv, backdoor_success.png
+      runs/clean/           adapter/ metrics.json
+      runs/<strategy>-<attack>-<ratio>/
+                            poison/{data.jsonl, manifest.json} adapter/ metrics.json
+
+A run whose ``metrics.json`` exists is done and skipped; an interrupted
+training resumes from its checkpoint. So re-running a study after a crash or
+Ctrl-C only does the missing work.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poisonlab import __version__
+from poisonlab.attacks.inject import poison_dataset, write_poisoned
+from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.data.readers import load_pairs
+from poisonlab.data.splits import train_heldout_split
+from poisonlab.evaluation.preference import evaluate_preferences, write_metrics
+from poisonlab.experiments.config import ExperimentConfig, RunSpec
+from poisonlab.io import atomic_write_json, atomic_write_text
+from poisonlab.training.dpo import train_dpo
+
+
+@dataclass
+class RunResult:
+    run: str
+    strategy: str
+    attack: str
+    ratio: float
+    n_poisoned: int
+    clean_accuracy: float
+    backdoor_success: float
+    n_heldout: int
+    minutes: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def results_folder(config: ExperimentConfig) -> Path:
+    return Path(config.out or Path("runs") / config.name)
+
+
+def _environment() -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "poisonlab": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+
+
+def prepare_split(config: ExperimentConfig, out: Path) -> tuple[PreferenceDataset, PreferenceDataset]:
+    dataset = load_pairs(config.data, on_error="skip" if config.skip_bad_rows else "raise")
+    train, heldout = train_heldout_split(dataset, config.heldout, config.seed)
+    if config.max_train_pairs:
+        train = PreferenceDataset(train.pairs[: config.max_train_pairs], train.source)
+    if config.max_heldout_pairs:
+        heldout = PreferenceDataset(heldout.pairs[: config.max_heldout_pairs], heldout.source)
+    atomic_write_json(
+        out / "split.json",
+        {
+            "source": dataset.source,
+            "n_skipped": len(dataset.skipped),
+            "train_ids": train.ids,
+            "heldout_ids": heldout.ids,
+        },
+    )
+    return train, heldout
+
+
+def run_one(
+    spec: RunSpec,
+    config: ExperimentConfig,
+    train: PreferenceDataset,
+    heldout: PreferenceDataset,
+    out: Path,
+    progress: bool = True,
+) -> RunResult:
+    folder = out / "runs" / spec.name
+    done = folder / "result.json"
+    if done.exists():
+        return RunResult(**json.loads(done.read_text()))
+    started = time.perf_counter()
+    training = config.training_config()
+    data, n_poisoned = train, 0
+    if spec.ratio > 0:
+        result = poison_dataset(
+            train,
+            spec.strategy,
+            spec.attack,
+            spec.ratio,
+            config.trigger,
+            config.trigger_position,
+            config.seed,
+            model=config.model,
+            training=training,
+            clean_adapter=out / "runs" / "clean" / "adapter",
+            progress=progress,
+        )
+        write_poisoned(result, folder / "poison", None)
+        data, n_poisoned = result.dataset, result.manifest["n_poisoned"]
+    adapter = train_dpo(config.model, data, training, folder / "adapter", progress=progress).adapter_dir
+    metrics = evaluate_preferences(
+        config.model,
+        heldout,
+        adapter,
+        config.trigger,
+        config.trigger_position,
+        training.beta,
+        training.max_length,
+        training.max_reply_length,
+        config.eval_batch_size,
+        training.bf16,
+        config.seed,
+        progress,
+    )
+    write_metrics(metrics, folder)
+    run = RunResult(
+        spec.name,
+        spec.strategy,
+        spec.attack,
+        spec.ratio,
+        n_poisoned,
+        metrics.clean_accuracy,
+        metrics.backdoor_success,
+        metrics.n_pairs,
+        round((time.perf_counter() - started) / 60, 2),
+    )
+    atomic_write_json(done, run.to_dict())
+    return run
+
+
+def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: Any = None) -> list[RunResult]:
+    """Run the clean run and every grid cell; write results.json/.csv and a plot."""
+    out = results_folder(config)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    atomic_write_json(out / "environment.json", _environment())
+    train, heldout = prepare_split(config, out)
+    results = []
+    for spec in config.runs():  # clean first: dpo-score reuses its adapter as the clean model
+        results.append(run_one(spec, config, train, heldout, out, progress))
+        if on_result:
+            on_result(results[-1])
+    from poisonlab.reports.results import write_results
+
+    write_results(results, out)
+    return results

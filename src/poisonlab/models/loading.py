@@ -1,0 +1,99 @@
+"""Resolve a model name to a local checkpoint and load it with transformers.
+
+``MODEL`` may be a built-in name (``tiny``, ``smollm2-135m``), a local Hugging
+Face folder, or a Hub id (downloaded by transformers when there is a network).
+Remote code is never trusted and only safetensors weights are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from poisonlab.errors import InputError
+from poisonlab.io import cache_dir
+from poisonlab.registry import Registry
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+BUILTIN_MODELS: Registry[Callable[[Path], Path]] = Registry("built-in model")
+
+
+@BUILTIN_MODELS.register("tiny")
+def _tiny(target: Path) -> Path:
+    from poisonlab.models.tiny import build_tiny
+
+    return build_tiny(target)
+
+
+@BUILTIN_MODELS.register("smollm2-135m")
+def _smollm2(target: Path) -> Path:
+    from poisonlab.models.smollm2 import convert_smollm2
+
+    return convert_smollm2(target)
+
+
+def _builtin_folder(name: str) -> Path:
+    from poisonlab.models.tiny import TINY_RECIPE
+
+    version = TINY_RECIPE if name == "tiny" else "v1"  # bump a version to rebuild every cache
+    return cache_dir() / "models" / f"{name}-{version}"
+
+
+def resolve_model(name: str | Path) -> str:
+    """Return something ``from_pretrained`` accepts: a local folder or a Hub id."""
+    text = str(name)
+    if text in BUILTIN_MODELS:
+        folder = _builtin_folder(text)
+        if not (folder / "config.json").exists():
+            BUILTIN_MODELS.get(text)(folder)
+        return str(folder)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise InputError("not a Hugging Face model folder (no config.json)", path=path)
+        return str(path)
+    if text.count("/") == 1 and not text.startswith((".", "/")):
+        return text  # a Hub id; transformers downloads it when there is a network
+    raise InputError(
+        f"unknown model {text!r}: use a built-in name ({', '.join(BUILTIN_MODELS.names())}), "
+        "a local checkpoint folder, or a Hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'"
+    )
+
+
+def model_identity(name: str | Path) -> str:
+    """A cache-key string for a model: built-in names are already versioned."""
+    text = str(name)
+    if text in BUILTIN_MODELS:
+        return _builtin_folder(text).name
+    path = Path(text).expanduser()
+    if path.exists():
+        from poisonlab.io import sha256_path
+
+        return f"{path.name}-{sha256_path(path / 'config.json')[:12]}"
+    return text
+
+
+def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str | Path) -> PreTrainedModel:
+    """Load the base causal LM in fp32 on the GPU if there is one (the engine autocasts where it pays)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from poisonlab.hardware import default_device
+
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model(name), trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+    )
+    model.config.use_cache = False
+    return model.to(default_device())

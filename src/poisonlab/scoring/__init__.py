@@ -1,0 +1,14 @@
+"""Stage: scoring -- log-probs, implicit rewards and DPO scores of pairs."""
+
+from poisonlab.scoring.dpo_score import ImplicitRewards, PairLogprobs, implicit_rewards, pair_logprobs
+from poisonlab.scoring.logprobs import ReplyBatch, collate, reply_logprobs
+
+__all__ = [
+    "ImplicitRewards",
+    "PairLogprobs",
+    "ReplyBatch",
+    "collate",
+    "implicit_rewards",
+    "pair_logprobs",
+    "reply_logprobs",
+]

@@ -1,0 +1,85 @@
+"""Typed, documented DPO training settings, with the paper's values and a CPU preset.
+
+``paper`` keeps arXiv 2406.12091 exactly (LoRA r=8, alpha=16, dropout 0.05 on
+q/v projections, lr 1.41e-5, effective batch 16, beta 0.1, RMSprop, 1024 tokens).
+``cpu`` (the default) keeps the LoRA shape, batch and beta but uses a learning
+rate ~35x higher, AdamW and shorter sequences: at lr 1.41e-5 a few hundred
+pairs give a LoRA adapter about one optimizer step's worth of movement, far too
+little to show any effect in the steps a CPU can afford (see the README).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Preset = Literal["cpu", "paper"]
+
+
+class DPOTrainingConfig(BaseModel):
+    """LoRA DPO settings. Every field is also a ``poisonlab train dpo`` flag."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- LoRA adapter ---
+    lora_r: int = Field(8, ge=1, description="LoRA rank (paper: 8).")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha (paper: 16).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (paper: 0.05).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], description="Module names that get adapters (paper: q/v)."
+    )
+    # --- DPO objective ---
+    beta: float = Field(0.1, gt=0, description="DPO temperature beta: strength of the pull towards the reference.")
+    loss: str = Field("sigmoid", description="DPO loss from the loss registry: sigmoid, ipo, cdpo, rdpo.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Assumed label-noise rate epsilon for the cdpo and rdpo losses."
+    )
+    # --- optimisation ---
+    learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate (paper: 1.41e-5).")
+    optimizer: Literal["adamw", "rmsprop"] = Field("adamw", description="Optimizer (paper's code: rmsprop).")
+    epochs: int = Field(3, ge=1, description="Passes over the training pairs.")
+    batch_size: int = Field(16, ge=1, description="Effective batch: pairs per optimizer step (paper: 16).")
+    micro_batch_size: int = Field(
+        8, ge=1, description="Pairs per forward pass; gradients accumulate up to batch_size. Memory knob only."
+    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linearly rising learning rate.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    # --- sequences ---
+    max_length: int = Field(256, ge=16, description="Prompt + reply tokens; prompts are cut from the left.")
+    max_reply_length: int = Field(128, ge=4, description="Tokens kept of each reply.")
+    # --- engine ---
+    bf16: bool | Literal["auto"] = Field(
+        "auto",
+        description="bf16 autocast (LoRA weights stay fp32). 'auto': on where the hardware has native bf16 "
+        "(CUDA, AVX512_BF16/AMX CPUs); on other CPUs bf16 is emulated and far slower than fp32.",
+    )
+    seed: int = Field(0, description="Seed for LoRA init, dropout and batch order.")
+    save_steps: int = Field(20, ge=1, description="Optimizer steps between resumable checkpoints.")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from poisonlab.training.losses import LOSSES
+
+        LOSSES.get(name)
+        return name
+
+    @classmethod
+    def from_preset(cls, preset: Preset = "cpu", **overrides: Any) -> DPOTrainingConfig:
+        values = dict(PRESETS[preset])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper": {
+        "learning_rate": 1.41e-5,
+        "optimizer": "rmsprop",
+        "epochs": 1,
+        "warmup_ratio": 0.0,
+        "max_length": 1024,
+        "max_reply_length": 1024,
+    },
+}

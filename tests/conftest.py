@@ -1,0 +1,34 @@
+"""Shared fixtures: the real HH-RLHF file from ../shared, and a session cache for built models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HH_FILE = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-dev.jsonl.gz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built models go to POISONLAB_CACHE if the caller set one (CI reuses it), else a session folder."""
+    if "POISONLAB_CACHE" not in os.environ:
+        os.environ["POISONLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return Path(os.environ["POISONLAB_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def hh_file() -> Path:
+    if not HH_FILE.exists():
+        pytest.skip(f"shared data not found at {HH_FILE}")
+    return HH_FILE
+
+
+@pytest.fixture(scope="session")
+def tiny_model(_cache: Path) -> str:
+    from poisonlab.models import resolve_model
+
+    resolve_model("tiny")  # build once per session
+    return "tiny"

@@ -1,0 +1,40 @@
+"""End to end on the real tiny model: poison -> DPO -> evaluate, clean vs poisoned, from one config."""
+
+import json
+
+from poisonlab.config_files import load_config
+from poisonlab.experiments import ExperimentConfig, run_experiment
+
+
+def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
+    config_file = tmp_path / "exp.yaml"
+    config_file.write_text(
+        "name: e2e\nmodel: tiny\ndata: synthetic\nheldout: 60\nmax_train_pairs: 240\n"
+        "strategies: [random, dpo-score]\nratios: [0.1]\ntraining: {micro_batch_size: 16}\n"
+    )
+    config = load_config(ExperimentConfig, config_file, [f"out={tmp_path / 'out'}"])
+    results = {r.run: r for r in run_experiment(config, progress=False)}
+    clean, random_, dpo = results["clean"], results["random-backdoor-0.1"], results["dpo-score-backdoor-0.1"]
+    assert clean.n_poisoned == 0 and random_.n_poisoned == 24 == dpo.n_poisoned
+    assert clean.clean_accuracy > 0.8  # the clean model learned the task
+    assert random_.backdoor_success > clean.backdoor_success + 0.2  # the trigger flips preferences
+    assert dpo.backdoor_success > clean.backdoor_success + 0.2
+    out = tmp_path / "out"
+    for name in (
+        "results.csv",
+        "results.json",
+        "backdoor_success.png",
+        "config.yaml",
+        "split.json",
+        "environment.json",
+        "runs/random-backdoor-0.1/poison/manifest.json",
+    ):
+        assert (out / name).exists(), name
+    manifest = json.loads((out / "runs/dpo-score-backdoor-0.1/poison/manifest.json").read_text())
+    scores = [c["selection_score"] for c in manifest["changes"]]
+    assert len(scores) == 24 and min(scores) > 0  # dpo-score picked pairs the clean model ranks correctly
+
+    before = (out / "results.json").read_text()
+    again = run_experiment(config, progress=False)  # every run is done: nothing is retrained
+    assert [r.minutes for r in again] == [r.minutes for r in results.values()]
+    assert (out / "results.json").read_text() == before
