@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,10 @@ def train_dpo(
     batches = _step_batches(len(encoded), config)
     scheduler = _schedule(optimizer, len(batches), math.ceil(config.warmup_ratio * len(batches)))
     start_step, log = _load_checkpoint(model, optimizer, out)
-    for _ in range(start_step):
-        scheduler.step()
+    with warnings.catch_warnings():  # fast-forwarding the schedule on resume, before any optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start_step):
+            scheduler.step()
     loss_fn = LOSSES.get(config.loss)
 
     model.train()
