@@ -53,7 +53,7 @@ def main() -> None:
         ratios=settings["ratios"],
         training=settings["training"],
     )
-    console = Console()
+    console = Console(width=140)
     results = run_experiment(config, on_result=lambda r: console.print(f"done {r.run}: {r.to_dict()}"))
     console.print(results_table(results, title=f"vertical slice on HH-RLHF: {args.model}"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,7 +30,8 @@ models_app = typer.Typer(help="Built-in models.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
-console = Console()
+# Piped output (logs, CI) gets a wide console so results tables stay readable.
+console = Console() if sys.stdout.isatty() else Console(width=140)
 errors = Console(stderr=True)
 
 DataArg = typer.Option(
