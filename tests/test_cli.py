@@ -113,3 +113,13 @@ def test_bad_config_names_file_line_and_field(tmp_path):
     config.write_text("name: x\nstrategys: [random]\n")
     result = runner.invoke(app, ["run", str(config)])
     assert result.exit_code == 2 and f"{config}:2: field 'strategys'" in result.output
+
+
+def test_split_writes_disjoint_files_that_keep_ids(hh_file, tmp_path):
+    result = runner.invoke(
+        app, ["data", "split", str(hh_file), "--skip-bad-rows", "--heldout", "200", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    train = [json.loads(x)["id"] for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    held = [json.loads(x)["id"] for x in (tmp_path / "heldout.jsonl").read_text().splitlines()]
+    assert (len(train), len(held)) == (1595, 200) and not set(train) & set(held)

@@ -104,6 +104,26 @@ def data_inspect(
         console.print("[green]no problems found[/]")
 
 
+@data_app.command("split")
+@user_errors
+def data_split(
+    path: str = typer.Argument(..., help="Preference file, datasets folder, hub:NAME or 'synthetic'."),
+    out: Path = typer.Option(..., "--out", help="Folder for train.jsonl and heldout.jsonl."),
+    heldout: float = typer.Option(0.1, help="Held-out share (<1) or count (>=1)."),
+    seed: int = typer.Option(0, help="Seed of the split."),
+    skip_bad_rows: bool = SkipBad,
+) -> None:
+    """Seeded train / held-out split, written as TRL-format JSONL with row ids."""
+    from poisonlab.data import train_heldout_split, write_pairs
+
+    train, held = train_heldout_split(_load(path, skip_bad_rows), heldout if heldout < 1 else int(heldout), seed)
+    write_pairs(train, out / "train.jsonl")
+    write_pairs(held, out / "heldout.jsonl")
+    console.print(
+        f"{len(train)} training pairs -> {out / 'train.jsonl'}; {len(held)} held out -> {out / 'heldout.jsonl'}"
+    )
+
+
 @app.command()
 @user_errors
 @config_options(DPOTrainingConfig, skip=("seed",))
