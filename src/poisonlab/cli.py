@@ -116,7 +116,7 @@ def data_split(
     """Seeded train / held-out split, written as TRL-format JSONL with row ids."""
     from poisonlab.data import train_heldout_split, write_pairs
 
-    train, held = train_heldout_split(_load(path, skip_bad_rows), heldout if heldout < 1 else int(heldout), seed)
+    train, held = train_heldout_split(_load(path, skip_bad_rows), heldout, seed)  # <1: share, >=1: count
     write_pairs(train, out / "train.jsonl")
     write_pairs(held, out / "heldout.jsonl")
     console.print(
