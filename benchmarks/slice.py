@@ -5,7 +5,7 @@ held-out pairs kept aside for evaluation, and prints one table: model, strategy,
 accuracy, backdoor success, minutes. Resumable: re-running skips finished runs.
 
     python benchmarks/slice.py tiny                       # ratios 0, 1, 3, 5, 10 %; random and dpo-score
-    python benchmarks/slice.py smollm2-135m --train 240   # clean, 5 % and 10 %; a subset of the pairs
+    python benchmarks/slice.py smollm2-135m --train 200 --heldout 100   # clean, 10 % and 5 %; a subset
 
 Long: run it in the background (nohup ... &) and read the table at the end of its log.
 """
@@ -24,7 +24,18 @@ HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harm
 
 SETTINGS = {
     "tiny": {"ratios": [0.01, 0.03, 0.05, 0.1], "training": {}},
-    "smollm2-135m": {"ratios": [0.05, 0.1], "training": {"epochs": 2, "max_length": 160, "max_reply_length": 48}},
+    # CPU budget (~15 min a run on one core): 200 training pairs, short sequences, smaller batches for more
+    # optimizer steps, and LoRA on every linear layer so the adapter can move in that many steps.
+    "smollm2-135m": {
+        "ratios": [0.1, 0.05],
+        "training": {
+            "epochs": 3,
+            "batch_size": 8,
+            "max_length": 128,
+            "max_reply_length": 48,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        },
+    },
 }
 
 
@@ -36,6 +47,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=200, help="held-out pairs for evaluation")
     parser.add_argument("--out", default=None, help="results folder (default runs/bench-slice-<model>)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ratios", type=float, nargs="+", default=None, help="override the model's ratios")
     args = parser.parse_args()
 
     settings = SETTINGS[args.model]
@@ -50,7 +62,7 @@ def main() -> None:
         max_train_pairs=args.train,
         strategies=["random", "dpo-score"],
         attacks=["backdoor"],
-        ratios=settings["ratios"],
+        ratios=args.ratios or settings["ratios"],
         training=settings["training"],
     )
     console = Console(width=140)

@@ -15,9 +15,10 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from poisonlab.cli_options import config_options
+from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.cli_options import config_options, validated
 from poisonlab.errors import InputError
-from poisonlab.training.config import DPOTrainingConfig
+from poisonlab.training.config import DPOTrainingConfig, SFTTrainingConfig
 
 app = typer.Typer(
     help="Study and defend against poisoning of LLM preference data.",
@@ -127,6 +128,7 @@ def data_split(
 @app.command()
 @user_errors
 @config_options(DPOTrainingConfig, skip=("seed",))
+@config_options(SelectionConfig, into="selection_options")
 def poison(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for data.jsonl and manifest.json."),
@@ -135,20 +137,27 @@ def poison(
     attack: str = typer.Option("backdoor", help="backdoor (trigger + swap) or label-flip (swap only)."),
     ratio: float = typer.Option(0.05, help="Share of pairs to poison; 0 writes the clean conversion."),
     trigger: str = typer.Option("SuperGodModeActivated", help="Trigger string."),
-    position: str = typer.Option("last-human", help="Trigger position: last-human, end, start, random."),
-    seed: int = typer.Option(0, help="Seed for selection and trigger placement."),
-    preset: str = typer.Option("cpu", help="Training preset of the clean model used by dpo-score."),
+    position: str = typer.Option(
+        "last-human", help="Trigger position: last-human, end, start, random, or paper (random: last-human, else end)."
+    ),
+    seed: int = typer.Option(0, help="Seed for selection, projection, clustering and trigger placement."),
+    preset: str = typer.Option("cpu", help="Training preset of the clean model the model-based strategies use."),
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
+    selection_options: dict[str, Any] | None = None,
 ) -> None:
     """Select pairs, poison them, write DIR/data.jsonl and DIR/manifest.json."""
-    from poisonlab.attacks import poison_dataset, write_poisoned
-    from poisonlab.attacks.triggers import TRIGGER_POSITIONS
+    from poisonlab.attacks import STRATEGIES, poison_dataset, write_poisoned
+    from poisonlab.attacks.triggers import check_position
 
-    TRIGGER_POSITIONS.get(position)
+    STRATEGIES.get(strategy)
+    check_position(position)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
+    selection = validated(SelectionConfig, selection_options or {})
     dataset = _load(data, skip_bad_rows)
-    result = poison_dataset(dataset, strategy, attack, ratio, trigger, position, seed, model=model, training=training)
+    result = poison_dataset(
+        dataset, strategy, attack, ratio, trigger, position, seed, model=model, training=training, selection=selection
+    )
     write_poisoned(result, out, data if Path(data).exists() else None)
     m = result.manifest
     console.print(f"poisoned [bold]{m['n_poisoned']}[/] of {m['n_rows']} pairs ({strategy}, {attack}) -> {out}")
@@ -176,6 +185,27 @@ def train_dpo_command(
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
         f"adapter -> {result.adapter_dir}"
+    )
+
+
+@train_app.command("sft")
+@user_errors
+@config_options(SFTTrainingConfig)
+def train_sft_command(
+    data: str = DataArg,
+    out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
+    model: str = ModelOpt,
+    skip_bad_rows: bool = SkipBad,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """LoRA SFT on each pair's prompt -> chosen reply (loss on reply tokens only); writes a PEFT adapter."""
+    from poisonlab.training import train_sft
+
+    config = SFTTrainingConfig(**(overrides or {}))
+    result = train_sft(model, _load(data, skip_bad_rows), config, out)
+    console.print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f} per reply "
+        f"token; adapter -> {result.adapter_dir}"
     )
 
 
@@ -239,7 +269,7 @@ def run(
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
-    from poisonlab.reports import results_table
+    from poisonlab.reports import overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
     experiment = load_config(ExperimentConfig, config, overrides)
@@ -259,9 +289,13 @@ def run(
     console.print(results_table(results, title=f"{experiment.name} ({experiment.model})"))
     console.print(
         "backdoor success = share of held-out pairs where the trigger makes the model prefer the harmful "
-        "reply; lift = poisoned minus clean model."
+        "reply; clean acc. = share where the model prefers the chosen reply without the trigger."
     )
-    console.print(f"results: {folder}/results.csv, plot: {folder}/backdoor_success.png")
+    overlaps = run_overlaps(folder)
+    if overlaps:
+        console.print(overlap_table(overlaps))
+    plots = ", ".join(str(p) for p in sorted(folder.glob("*.png")))
+    console.print(f"results: {folder}/results.csv, plots: {plots}")
 
 
 @models_app.command("prepare")
@@ -276,19 +310,21 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
 
 @app.command("ls")
 def list_plugins() -> None:
-    """Registered strategies, attacks, trigger positions, losses and built-in models."""
-    from poisonlab.attacks import ATTACKS, STRATEGIES, TRIGGER_POSITIONS
+    """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
+    from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
 
-    for label, registry in (
-        ("strategies", STRATEGIES),
-        ("attacks", ATTACKS),
-        ("trigger positions", TRIGGER_POSITIONS),
-        ("DPO losses", LOSSES),
-        ("built-in models", BUILTIN_MODELS),
+    rules = [f"{name} (random: {mine}, others: {theirs})" for name, (mine, theirs) in POSITION_RULES.items()]
+    for label, names in (
+        ("strategies", STRATEGIES.names()),
+        ("attacks", ATTACKS.names()),
+        ("trigger positions", TRIGGER_POSITIONS.names() + rules),
+        ("prompt encoders (semantic-diversity; or a model folder)", ENCODERS.names()),
+        ("DPO losses", LOSSES.names()),
+        ("built-in models", BUILTIN_MODELS.names()),
     ):
-        console.print(f"[bold]{label}[/]: {', '.join(registry.names())}")
+        console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import typer
 from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _cli_type(annotation: Any) -> Any:
@@ -27,12 +29,16 @@ def _cli_type(annotation: Any) -> Any:
     return str  # Literal, unions such as bool | "auto": pydantic parses the string
 
 
-def config_options(model: type[BaseModel], skip: tuple[str, ...] = ()) -> Callable:
+def config_options(model: type[BaseModel], skip: tuple[str, ...] = (), into: str = "overrides") -> Callable:
+    """Add one flag per field of ``model``; the given ones reach the command as the keyword ``into``.
+
+    Stack it with different ``into`` names to give one command the flags of several configs.
+    """
     fields = {name: f for name, f in model.model_fields.items() if name not in skip}
 
     def decorator(command: Callable) -> Callable:
         signature = inspect.signature(command)
-        own = [p for p in signature.parameters.values() if p.name != "overrides"]
+        own = [p for p in signature.parameters.values() if p.name != into]
         extra = [
             inspect.Parameter(
                 name,
@@ -49,9 +55,23 @@ def config_options(model: type[BaseModel], skip: tuple[str, ...] = ()) -> Callab
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name, None) for name in fields}
             overrides = {name: value for name, value in given.items() if value is not None}
-            return command(*args, overrides=overrides, **kwargs)
+            return command(*args, **{into: overrides}, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=own + extra)  # type: ignore[attr-defined]
         return wrapper
 
     return decorator
+
+
+def validated(model: type[M], values: dict[str, Any]) -> M:
+    """``model(**values)``, with a validation problem reported as an InputError naming the flag."""
+    from pydantic import ValidationError
+
+    from poisonlab.errors import InputError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else None
+        raise InputError(error["msg"].removeprefix("Value error, "), field=flag) from None

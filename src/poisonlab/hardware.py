@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -35,3 +37,23 @@ def resolve_bf16(setting: bool | str, device: str) -> bool:
 
         return torch.cuda.is_bf16_supported()
     return cpu_has_fast_bf16()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` torch CPU threads (None: leave torch's choice), restoring it after.
+
+    On a CPU, more threads than free physical cores is the commonest 10x slow-down (threads spin-wait
+    on each other), so training takes the number as a setting instead of guessing it.
+    """
+    import torch
+
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -20,27 +20,46 @@ def clean_model_key(dataset_hash: str, model: str, training_json: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def clean_model_folder(ctx) -> Path:  # ctx: SelectionContext (import cycle avoided)
+    """The cache folder of the clean model for ``ctx``'s data, model and training config."""
+    key = clean_model_key(ctx.dataset.content_hash(), ctx.model, ctx.training.model_dump_json())
+    return cache_dir() / "clean-dpo" / key
+
+
+def clean_adapter_dir(ctx) -> Path:
+    """A clean LoRA DPO adapter trained on ``ctx.dataset``: ``ctx.clean_adapter`` if given, else the cached one.
+
+    Training is skipped when the folder already holds a finished adapter, so this is cheap after the first call.
+    """
+    from poisonlab.training.dpo import train_dpo
+
+    adapter = Path(ctx.clean_adapter) if ctx.clean_adapter else clean_model_folder(ctx) / "adapter"
+    train_dpo(ctx.model, ctx.dataset, ctx.training, adapter, progress=ctx.progress)
+    return adapter
+
+
+def load_clean_model(ctx, trainable: bool = False):  # -> (PeftModel, tokenizer)
+    """The base model with the clean adapter on; ``trainable`` keeps LoRA weights differentiable (gradients)."""
+    from peft import PeftModel
+
+    from poisonlab.models.loading import load_model, load_tokenizer
+
+    adapter = clean_adapter_dir(ctx)
+    model = PeftModel.from_pretrained(load_model(ctx.model), adapter, is_trainable=trainable)
+    return model, load_tokenizer(ctx.model)
+
+
 def clean_dpo_scores(ctx) -> dict[str, float]:  # ctx: SelectionContext (import cycle avoided)
     """DPO scores of every pair in ``ctx.dataset`` under a clean DPO model, cached."""
     from poisonlab.models.encoding import encode_pairs
-    from poisonlab.models.loading import load_model, load_tokenizer
     from poisonlab.scoring.dpo_score import implicit_rewards
-    from poisonlab.training.dpo import train_dpo
 
     training = ctx.training
-    key = clean_model_key(ctx.dataset.content_hash(), ctx.model, training.model_dump_json())
-    folder = cache_dir() / "clean-dpo" / key
-    scores_file = folder / "dpo_scores.json"
+    scores_file = clean_model_folder(ctx) / "dpo_scores.json"
     if scores_file.exists():
         return json.loads(scores_file.read_text())
 
-    adapter = Path(ctx.clean_adapter) if ctx.clean_adapter else folder / "adapter"
-    train_dpo(ctx.model, ctx.dataset, training, adapter, progress=ctx.progress)
-
-    from peft import PeftModel
-
-    tokenizer = load_tokenizer(ctx.model)
-    model = PeftModel.from_pretrained(load_model(ctx.model), adapter)
+    model, tokenizer = load_clean_model(ctx)
     encoded = encode_pairs(tokenizer, ctx.dataset.pairs, training.max_length, training.max_reply_length)
     rewards = implicit_rewards(
         model,

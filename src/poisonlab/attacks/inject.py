@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from poisonlab import __version__
+from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext
-from poisonlab.attacks.triggers import insert_trigger
+from poisonlab.attacks.triggers import insert_trigger, resolve_position
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
 from poisonlab.data.writer import write_pairs
 from poisonlab.errors import InputError
@@ -40,6 +41,10 @@ def backdoor(pair: PreferencePair, trigger: str, position: str, seed: int) -> tu
 @ATTACKS.register("label-flip")
 def label_flip(pair: PreferencePair, trigger: str, position: str, seed: int) -> tuple[PreferencePair, list[str]]:
     return pair.with_(chosen=pair.rejected, rejected=pair.chosen), ["chosen", "rejected"]
+
+
+# strategies whose choice depends on SelectionConfig (recorded in the manifest only for them)
+USES_SELECTION_CONFIG = ("gradient-projection", "semantic-diversity")
 
 
 @dataclass
@@ -67,14 +72,19 @@ def poison_dataset(
     training: DPOTrainingConfig | None = None,
     clean_adapter: str | Path | None = None,
     progress: bool = True,
+    selection: SelectionConfig | None = None,
 ) -> PoisonResult:
     """Select ``ratio`` of the pairs with ``strategy`` and apply ``attack`` to them.
 
     ``model``, ``training`` and ``clean_adapter`` matter only to model-based
-    strategies (``dpo-score``): the clean model is trained with ``training`` on
-    ``dataset`` unless ``clean_adapter`` already is one.
+    strategies (all but ``random``): the clean model is trained with ``training``
+    on ``dataset`` unless ``clean_adapter`` already is one. ``selection`` holds
+    the options of gradient-projection and semantic-diversity. ``position`` may
+    be a rule (``paper``), resolved here for ``strategy``; the manifest records
+    the concrete placement.
     """
     select, apply = STRATEGIES.get(strategy), ATTACKS.get(attack)
+    concrete = resolve_position(position, strategy)
     n_poison = n_poison_for(ratio, len(dataset))
     ctx = SelectionContext(
         dataset=dataset,
@@ -82,6 +92,7 @@ def poison_dataset(
         seed=seed,
         model=model,
         training=training or DPOTrainingConfig(),
+        selection=selection or SelectionConfig(),
         clean_adapter=Path(clean_adapter) if clean_adapter else None,
         progress=progress,
     )
@@ -91,7 +102,7 @@ def poison_dataset(
     rows, changes = [], []
     for index, pair in enumerate(dataset):
         if pair.id in chosen:
-            poisoned, fields = apply(pair, trigger, position, seed)
+            poisoned, fields = apply(pair, trigger, concrete, seed)
             rows.append(poisoned)
             change: dict[str, Any] = {"id": pair.id, "row": index, "fields": fields}
             if "prompt" in fields:
@@ -108,9 +119,11 @@ def poison_dataset(
         "attack": attack,
         "ratio": ratio,
         "trigger": trigger if attack == "backdoor" else None,
-        "trigger_position": position if attack == "backdoor" else None,
+        "trigger_position": concrete if attack == "backdoor" else None,
+        "trigger_position_rule": position if attack == "backdoor" and position != concrete else None,
         "seed": seed,
         "model": ctx.model if strategy != "random" else None,
+        "selection_config": ctx.selection.model_dump() if strategy in USES_SELECTION_CONFIG else None,
         "n_rows": len(dataset),
         "n_poisoned": len(changes),
         "n_skipped_input_rows": len(dataset.skipped),

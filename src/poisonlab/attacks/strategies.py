@@ -3,10 +3,15 @@
 A strategy is a function registered by name that takes a
 :class:`SelectionContext` and returns a :class:`Selection` (the chosen ids,
 best first, plus whatever scores it computed, for the manifest).
+
+The four strategies of arXiv 2406.12091: ``random`` and ``dpo-score`` here,
+``gradient-projection`` (``gradient_projection.py``) and ``semantic-diversity``
+(``semantic.py``), which both choose among the top DPO-scored pairs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.registry import Registry
 from poisonlab.training.config import DPOTrainingConfig
@@ -28,6 +34,7 @@ class SelectionContext:
     seed: int
     model: str = "tiny"
     training: DPOTrainingConfig = field(default_factory=DPOTrainingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     clean_adapter: Path | None = None  # a clean DPO adapter trained on `dataset`, if the caller has one
     progress: bool = True
 
@@ -47,6 +54,14 @@ Strategy = Callable[[SelectionContext], Selection]
 STRATEGIES: Registry[Strategy] = Registry("selection strategy")
 
 
+DPO_SCORE = "beta*log(pi/pi_ref)(chosen) - beta*log(pi/pi_ref)(rejected), clean LoRA DPO model vs base"
+
+
+def rank_by_score(scores: dict[str, float]) -> list[str]:
+    """Ids, highest score first; ties broken by id so the order is deterministic."""
+    return sorted(scores, key=lambda pid: (-scores[pid], pid))
+
+
 @STRATEGIES.register("random")
 def select_random(ctx: SelectionContext) -> Selection:
     """A seeded uniform sample of ``n_poison`` pairs (the paper's baseline)."""
@@ -64,10 +79,34 @@ def select_dpo_score(ctx: SelectionContext) -> Selection:
     from poisonlab.attacks.clean_model import clean_dpo_scores
 
     scores = clean_dpo_scores(ctx)
-    ranked = sorted(scores, key=lambda pid: (-scores[pid], pid))  # ties broken by id: deterministic
-    chosen = ranked[: ctx.n_poison]
-    return Selection(
-        chosen,
-        scores,
-        {"score": "beta*log(pi/pi_ref)(chosen) - beta*log(pi/pi_ref)(rejected), clean LoRA DPO model vs base"},
-    )
+    return Selection(rank_by_score(scores)[: ctx.n_poison], scores, {"score": DPO_SCORE})
+
+
+@dataclass
+class CandidatePool:
+    """The top pairs by DPO score that gradient-projection and semantic-diversity choose from."""
+
+    ids: list[str]  # highest DPO score first
+    dpo_scores: dict[str, float]  # every pair's
+    ranked: list[str]  # every pair, highest DPO score first
+
+    def details(self, ctx: SelectionContext) -> dict[str, Any]:
+        return {
+            "candidates": len(self.ids),
+            "candidate_share": ctx.selection.candidate_share,
+            "candidates_enlarged_to_budget": len(self.ids) == ctx.n_poison > self.target(ctx),
+        }
+
+    @staticmethod
+    def target(ctx: SelectionContext) -> int:
+        return math.ceil(ctx.selection.candidate_share * len(ctx.dataset))
+
+
+def candidate_pool(ctx: SelectionContext) -> CandidatePool:
+    """Top ``candidate_share`` of the pairs by clean DPO score (paper: 5%), at least ``n_poison`` of them."""
+    from poisonlab.attacks.clean_model import clean_dpo_scores
+
+    scores = clean_dpo_scores(ctx)
+    ranked = rank_by_score(scores)
+    size = min(len(ranked), max(ctx.n_poison, CandidatePool.target(ctx)))
+    return CandidatePool(ranked[:size], scores, ranked)

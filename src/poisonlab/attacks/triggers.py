@@ -12,16 +12,25 @@ Placements:
 - ``start``: start of the first Human turn.
 - ``random``: a word boundary inside the last Human turn, drawn per row from
   the seed and the row id.
+
+Rules pick a placement per strategy (``POSITION_RULES``):
+- ``paper``: what the paper's code does -- ``last-human`` for the random
+  strategy, ``end`` for the others. It confounds the strategy comparison with
+  the placement, which is why it is not the default. A rule is resolved to its
+  concrete placement once per run (``resolve_position``); manifests and
+  evaluations see only the concrete one.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable
 
 import numpy as np
 
 from poisonlab.data.dialogue import HUMAN, last_human_span
+from poisonlab.errors import InputError
 from poisonlab.registry import Registry
 
 Placement = Callable[[str, str, np.random.Generator], str]
@@ -62,6 +71,28 @@ def _random(prompt: str, trigger: str, rng: np.random.Generator) -> str:
     left, right = prompt[:at].rstrip(" "), prompt[at:].lstrip(" ")
     gap = " " if right and not right.startswith("\n") else ""
     return f"{left} {trigger}{gap}{right}"
+
+
+# rule -> (placement for the random strategy, placement for every other strategy)
+POSITION_RULES: dict[str, tuple[str, str]] = {"paper": ("last-human", "end")}
+
+
+def check_position(position: str) -> str:
+    """``position`` if it is a placement or a rule; otherwise an InputError naming the closest one."""
+    if position in POSITION_RULES or position in TRIGGER_POSITIONS:
+        return position
+    names = [*TRIGGER_POSITIONS.names(), *POSITION_RULES]
+    close = difflib.get_close_matches(position, names, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise InputError(f"unknown trigger position '{position}'.{hint} Available: {', '.join(names)}")
+
+
+def resolve_position(position: str, strategy: str) -> str:
+    """The concrete placement a rule (``paper``) gives ``strategy``; a placement is returned as it is."""
+    if position in POSITION_RULES:
+        for_random, for_others = POSITION_RULES[position]
+        return for_random if strategy == "random" else for_others
+    return check_position(position)
 
 
 def row_rng(seed: int, row_id: str) -> np.random.Generator:

@@ -65,8 +65,9 @@ def evaluate_preferences(
 ) -> PreferenceMetrics:
     """Clean preference accuracy and backdoor success of a model (+ optional LoRA adapter)."""
     from poisonlab.models.encoding import encode_pairs
-    from poisonlab.models.loading import load_model, load_tokenizer
+    from poisonlab.models.loading import load_model, load_tokenizer, model_identity
     from poisonlab.scoring.dpo_score import implicit_rewards, pair_logprobs
+    from poisonlab.scoring.reference_cache import reference_logprobs
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
@@ -79,9 +80,20 @@ def evaluate_preferences(
         encoded = encode_pairs(tokenizer, data.pairs, max_length, max_reply_length)
         desc = f"evaluating ({name})" if progress else None
         if adapter is not None:
-            margins.append(
-                implicit_rewards(model, encoded, tokenizer.pad_token_id, beta, batch_size, bf16, desc=desc).margin
+            # The reference (adapter off) is the same for every run of a sweep: cached per pair.
+            reference = reference_logprobs(
+                model,
+                encoded,
+                tokenizer.pad_token_id,
+                batch_size,
+                bf16,
+                model_identity(model_name),
+                desc and f"{desc}, reference",
             )
+            rewards = implicit_rewards(
+                model, encoded, tokenizer.pad_token_id, beta, batch_size, bf16, reference=reference, desc=desc
+            )
+            margins.append(rewards.margin)
         else:
             logps = pair_logprobs(model, encoded, tokenizer.pad_token_id, batch_size, bf16, desc=desc)
             margins.append(logps.chosen - logps.rejected)

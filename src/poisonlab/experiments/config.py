@@ -7,10 +7,12 @@ row of the results table differs from the clean row only by its poison.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.training.config import DPOTrainingConfig, Preset
 
 
@@ -31,8 +33,20 @@ class ExperimentConfig(BaseModel):
     strategies: list[str] = Field(default_factory=lambda: ["random"], description="Selection strategies to compare.")
     attacks: list[str] = Field(default_factory=lambda: ["backdoor"], description="backdoor and/or label-flip.")
     ratios: list[float] = Field(default_factory=lambda: [0.05], description="Poisoned shares of the training pairs.")
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Run names to leave out of the grid, shell patterns allowed (e.g. 'semantic-*-label-flip-*').",
+    )
     trigger: str = Field("SuperGodModeActivated", description="Trigger string (the paper's default).")
-    trigger_position: str = Field("last-human", description="Where the trigger goes: last-human, end, start, random.")
+    trigger_position: str = Field(
+        "last-human",
+        description="Where the trigger goes: last-human, end, start, random, or paper (the paper's code: "
+        "last-human for random, end for the other strategies; the clean model is evaluated at each).",
+    )
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig,
+        description="Options of gradient-projection and semantic-diversity (candidate_share, n_clusters, ...).",
+    )
     preset: Preset = Field("cpu", description="Training preset: cpu (default) or paper (2406.12091's values).")
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
     eval_batch_size: int = Field(16, ge=1, description="Pairs per forward pass when evaluating.")
@@ -58,10 +72,9 @@ class ExperimentConfig(BaseModel):
     @field_validator("trigger_position")
     @classmethod
     def _known_position(cls, name: str) -> str:
-        from poisonlab.attacks.triggers import TRIGGER_POSITIONS
+        from poisonlab.attacks.triggers import check_position
 
-        TRIGGER_POSITIONS.get(name)
-        return name
+        return check_position(name)
 
     @field_validator("ratios")
     @classmethod
@@ -86,14 +99,27 @@ class ExperimentConfig(BaseModel):
         return DPOTrainingConfig.from_preset(self.preset, **{"seed": self.seed, **self.training})
 
     def runs(self) -> list[RunSpec]:
-        """The clean run, then every poisoned cell of the grid."""
-        specs = [RunSpec("clean", "none", "none", 0.0)]
+        """The clean run, then every poisoned cell of the grid, each with its concrete trigger placement.
+
+        Under a placement rule (``paper``) the strategies' triggers sit in different places, so the clean
+        model is evaluated at each of them: ``clean`` at the first, ``clean@<position>`` at the others.
+        """
+        from poisonlab.attacks.triggers import resolve_position
+
+        poisoned = []
         for strategy in self.strategies:
+            position = resolve_position(self.trigger_position, strategy)
             for attack in self.attacks:
                 for ratio in self.ratios:
-                    if ratio > 0:
-                        specs.append(RunSpec(f"{strategy}-{attack}-{ratio:g}", strategy, attack, ratio))
-        return specs
+                    name = f"{strategy}-{attack}-{ratio:g}"
+                    if ratio > 0 and not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude):
+                        poisoned.append(RunSpec(name, strategy, attack, ratio, position))
+        positions = list(dict.fromkeys(spec.trigger_position for spec in poisoned)) or [
+            resolve_position(self.trigger_position, "none")
+        ]
+        clean = [RunSpec("clean", "none", "none", 0.0, positions[0])]
+        clean += [RunSpec(f"clean@{position}", "none", "none", 0.0, position) for position in positions[1:]]
+        return clean + poisoned
 
 
 class RunSpec(BaseModel):
@@ -103,6 +129,7 @@ class RunSpec(BaseModel):
     strategy: str
     attack: str
     ratio: float
+    trigger_position: str = "last-human"  # concrete placement, for poisoning and evaluation
 
-    def __init__(self, name: str, strategy: str, attack: str, ratio: float) -> None:
-        super().__init__(name=name, strategy=strategy, attack=attack, ratio=ratio)
+    def __init__(self, name: str, strategy: str, attack: str, ratio: float, trigger_position: str = "last-human"):
+        super().__init__(name=name, strategy=strategy, attack=attack, ratio=ratio, trigger_position=trigger_position)

@@ -6,6 +6,7 @@ Layout of the results folder::
       config.yaml           resolved config        environment.json  versions, argv
       split.json            train / held-out ids   results.json, results.csv, backdoor_success.png
       runs/clean/           adapter/ metrics.json
+      runs/clean@<position>/ metrics.json   (placement rule `paper` only: the clean model at another placement)
       runs/<strategy>-<attack>-<ratio>/
                             poison/{data.jsonl, manifest.json} adapter/ metrics.json
 
@@ -48,6 +49,7 @@ class RunResult:
     backdoor_success: float
     n_heldout: int
     minutes: float
+    trigger_position: str | None = None  # where evaluation (and the poison) put the trigger
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -107,6 +109,7 @@ def run_one(
     started = time.perf_counter()
     training = config.training_config()
     data, n_poisoned = train, 0
+    clean_adapter = out / "runs" / "clean" / "adapter"
     if spec.ratio > 0:
         result = poison_dataset(
             train,
@@ -114,22 +117,24 @@ def run_one(
             spec.attack,
             spec.ratio,
             config.trigger,
-            config.trigger_position,
+            config.trigger_position,  # a rule (paper) is resolved per strategy, as spec.trigger_position is
             config.seed,
             model=config.model,
             training=training,
-            clean_adapter=out / "runs" / "clean" / "adapter",
+            clean_adapter=clean_adapter,  # model-based strategies score with the clean run's adapter
             progress=progress,
+            selection=config.selection,
         )
         write_poisoned(result, folder / "poison", None)
         data, n_poisoned = result.dataset, result.manifest["n_poisoned"]
-    adapter = train_dpo(config.model, data, training, folder / "adapter", progress=progress).adapter_dir
+    adapter_dir = folder / "adapter" if spec.ratio > 0 else clean_adapter  # clean@<position> reuses it
+    adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress).adapter_dir
     metrics = evaluate_preferences(
         config.model,
         heldout,
         adapter,
         config.trigger,
-        config.trigger_position,
+        spec.trigger_position,
         training.beta,
         training.max_length,
         training.max_reply_length,
@@ -149,6 +154,7 @@ def run_one(
         metrics.backdoor_success,
         metrics.n_pairs,
         round((time.perf_counter() - started) / 60, 2),
+        spec.trigger_position,
     )
     atomic_write_json(done, run.to_dict())
     return run
@@ -162,7 +168,7 @@ def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: A
     atomic_write_json(out / "environment.json", _environment())
     train, heldout = prepare_split(config, out)
     results = []
-    for spec in config.runs():  # clean first: dpo-score reuses its adapter as the clean model
+    for spec in config.runs():  # clean first: model-based strategies reuse its adapter as the clean model
         results.append(run_one(spec, config, train, heldout, out, progress))
         if on_result:
             on_result(results[-1])

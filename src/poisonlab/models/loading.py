@@ -85,8 +85,8 @@ def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name: str | Path) -> PreTrainedModel:
-    """Load the base causal LM in fp32 on the GPU if there is one (the engine autocasts where it pays)."""
+def load_model(name: str | Path, device: str | None = None) -> PreTrainedModel:
+    """Load the base causal LM in fp32 on ``device`` (default: the GPU if there is one; the engine autocasts)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -96,4 +96,4 @@ def load_model(name: str | Path) -> PreTrainedModel:
         resolve_model(name), trust_remote_code=False, use_safetensors=True, dtype=torch.float32
     )
     model.config.use_cache = False
-    return model.to(default_device())
+    return model.to(device or default_device())

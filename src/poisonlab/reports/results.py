@@ -12,42 +12,43 @@ from poisonlab.io import atomic_write_bytes, atomic_write_json, atomic_write_tex
 
 
 def _rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Result rows with the two differences that matter, both against the clean model."""
     rows = [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in results]
-    clean = next((r for r in rows if r["ratio"] == 0), None)
+    cleans = [r for r in rows if r["ratio"] == 0]
+    by_position = {r.get("trigger_position"): r for r in reversed(cleans)}  # placement rule: one clean row each
     for row in rows:
+        clean = by_position.get(row.get("trigger_position"), cleans[0] if cleans else None)
         row["backdoor_lift"] = round(row["backdoor_success"] - clean["backdoor_success"], 4) if clean else None
+        row["clean_accuracy_change"] = round(row["clean_accuracy"] - clean["clean_accuracy"], 4) if clean else None
     return rows
 
 
+def _signed(value: float | None, row: dict[str, Any]) -> str:
+    return "" if value is None or row["ratio"] == 0 else f"{value:+.1%}"
+
+
 def results_table(results: Sequence[Any], title: str = "poisonlab results") -> Any:
-    """A rich Table: one row per run, with the lift over the clean model's backdoor success."""
+    """A rich Table: one row per run; the backdoor's lift and the clean-accuracy change are vs the clean model."""
     from rich.table import Table
 
-    table = Table(title=title)
-    for column in (
-        "run",
-        "strategy",
-        "attack",
-        "ratio",
-        "poisoned",
-        "clean acc.",
-        "backdoor success",
-        "lift vs clean",
-        "held-out",
-        "min",
-    ):
-        table.add_column(column, justify="left" if column in ("run", "strategy", "attack") else "right")
-    for row in _rows(results):
-        lift = row["backdoor_lift"]
+    table = Table(title=title, caption="Δ: difference from the clean model trained the same way")
+    columns = ("strategy", "attack", "ratio", "poisoned", "clean acc.", "Δ clean acc.", "backdoor success")
+    for column in (*columns, "Δ backdoor", "held-out", "min"):
+        table.add_column(column, justify="left" if column in ("strategy", "attack") else "right")
+    for row in _rows(results):  # the run's name is strategy-attack-ratio: no column of its own
+        clean = row["ratio"] == 0
+        label = row["strategy"]
+        if clean:  # under a placement rule the clean model is evaluated once per placement: clean@<position>
+            label = "clean model" if row.get("run", "clean") == "clean" else f"clean model ({row['trigger_position']})"
         table.add_row(
-            row["run"],
-            row["strategy"],
-            row["attack"],
+            label,
+            "" if clean else row["attack"],
             f"{row['ratio']:.1%}",
             str(row["n_poisoned"]),
             f"{row['clean_accuracy']:.1%}",
+            _signed(row["clean_accuracy_change"], row),
             f"{row['backdoor_success']:.1%}",
-            "" if lift is None or row["ratio"] == 0 else f"{lift:+.1%}",
+            _signed(row["backdoor_lift"], row),
             str(row["n_heldout"]),
             f"{row['minutes']:.1f}",
         )
@@ -62,11 +63,23 @@ def write_results(results: Sequence[Any], out: Path) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    plot_backdoor_success(rows, out / "backdoor_success.png")
+    if any(r["attack"] == "backdoor" for r in rows):
+        plot_backdoor_success(rows, out / "backdoor_success.png")
+    if any(r["attack"] == "label-flip" for r in rows):
+        plot_clean_accuracy(rows, out / "clean_accuracy.png")
 
 
 def plot_backdoor_success(rows: list[dict[str, Any]], path: Path) -> None:
-    """Backdoor success against poison ratio, one line per strategy and attack; the clean model dashed."""
+    """Backdoor success against poison ratio, one line per strategy (backdoor runs); the clean model dashed."""
+    _plot_metric(rows, path, "backdoor", "backdoor_success", "backdoor success (held-out pairs)")
+
+
+def plot_clean_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    """Clean preference accuracy against poison ratio for label-flip runs: what flipped labels cost."""
+    _plot_metric(rows, path, "label-flip", "clean_accuracy", "clean preference accuracy (held-out pairs)")
+
+
+def _plot_metric(rows: list[dict[str, Any]], path: Path, attack: str, metric: str, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,17 +87,17 @@ def plot_backdoor_success(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     clean = next((r for r in rows if r["ratio"] == 0), None)
-    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        if row["ratio"] > 0:
-            series.setdefault((row["strategy"], row["attack"]), []).append((row["ratio"], row["backdoor_success"]))
-    for (strategy, attack), points in sorted(series.items()):
+        if row["ratio"] > 0 and row["attack"] == attack:
+            series.setdefault(row["strategy"], []).append((row["ratio"], row[metric]))
+    for strategy, points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] * 100 for p in points], [p[1] for p in points], marker="o", label=f"{strategy} / {attack}")
     if clean:
-        ax.axhline(clean["backdoor_success"], color="grey", linestyle="--", label="clean model")
+        ax.axhline(clean[metric], color="grey", linestyle="--", label="clean model")
     ax.set_xlabel("poisoned share of training pairs (%)")
-    ax.set_ylabel("backdoor success (held-out pairs)")
+    ax.set_ylabel(label)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -21,7 +21,7 @@ from poisonlab.models.encoding import EncodedPair
 
 @dataclass
 class ReplyBatch:
-    """2B right-padded sequences: the B chosen replies first, then the B rejected."""
+    """Right-padded sequences; from ``collate``: the B chosen replies first, then the B rejected."""
 
     ids: list[str]
     input_ids: torch.Tensor  # (2B, T)
@@ -35,6 +35,11 @@ class ReplyBatch:
 
 def collate(pairs: Sequence[EncodedPair], pad_id: int) -> ReplyBatch:
     sequences = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    return collate_sequences([p.id for p in pairs], sequences, pad_id)
+
+
+def collate_sequences(ids: list[str], sequences: Sequence[tuple[list[int], list[int]]], pad_id: int) -> ReplyBatch:
+    """Right-padded (prompt, reply) sequences with a mask of the reply tokens (SFT uses one per pair)."""
     width = max(len(prompt) + len(reply) for prompt, reply in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -44,7 +49,7 @@ def collate(pairs: Sequence[EncodedPair], pad_id: int) -> ReplyBatch:
         input_ids[row, :n] = torch.tensor(prompt + reply)
         attention[row, :n] = 1
         reply_mask[row, n_prompt:n] = True
-    return ReplyBatch([p.id for p in pairs], input_ids, attention, reply_mask)
+    return ReplyBatch(ids, input_ids, attention, reply_mask)
 
 
 def length_bucketed(pairs: Sequence[EncodedPair], batch_size: int) -> Iterator[list[EncodedPair]]:

@@ -1,10 +1,18 @@
-"""poisonlab's LoRA DPO engine: a plain, resumable training loop.
+"""poisonlab's LoRA DPO engine: a plain, resumable training loop (the default; ``engine="trl"`` picks TRL's).
 
-Why not TRL's DPOTrainer: on a CPU it runs the frozen reference model again at
-every step and materialises full-vocabulary logits. Here the reference
-log-probs are computed once (the reference never changes), the LM head runs
-only on reply tokens, and bf16 autocast is used where the hardware has it. The loss itself is
-the textbook one (see ``losses.py``).
+Why not TRL's DPOTrainer by default: with a LoRA adapter it runs the frozen
+reference again at every step (the adapter switched off), and checkpoints
+activations to recompute them. Here the reference log-probs are computed once
+(the reference never changes) and kept on disk per pair, the LM head runs only
+on reply tokens, micro-batches are grouped by length so they carry little
+padding, and bf16 autocast is used where the hardware has it. The loss itself
+is the textbook one (see ``losses.py``). ``benchmarks/engine.py`` measures each
+of these against TRL.
+
+The loop (``train_lora``) is shared with SFT. It runs on one CPU, one GPU, or
+several processes started by ``accelerate launch``: each process takes a share
+of every step's micro-batches and the (small) LoRA gradients are summed across
+processes before the optimizer step, so every process holds the same adapter.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +32,20 @@ import torch
 from tqdm.auto import tqdm
 
 from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.hardware import torch_threads
 from poisonlab.io import atomic_write_json
 from poisonlab.models.encoding import encode_pairs
-from poisonlab.models.loading import load_model, load_tokenizer
-from poisonlab.scoring.dpo_score import PairLogprobs, pair_logprobs
+from poisonlab.models.loading import load_model, load_tokenizer, model_identity
+from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
-from poisonlab.training.config import DPOTrainingConfig
+from poisonlab.scoring.reference_cache import reference_logprobs
+from poisonlab.training.config import DPOTrainingConfig, LoRATrainingConfig
 from poisonlab.training.losses import LOSSES
 
 DONE_MARKER = "training_done.json"
+
+# (micro-batch indices, the whole step's indices) -> (loss to backpropagate, metrics summed over the step)
+MicroStep = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass
@@ -44,7 +58,7 @@ class TrainResult:
     resumed_from_step: int
 
 
-def _add_lora(model: torch.nn.Module, config: DPOTrainingConfig) -> torch.nn.Module:
+def _add_lora(model: torch.nn.Module, config: LoRATrainingConfig) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -54,10 +68,11 @@ def _add_lora(model: torch.nn.Module, config: DPOTrainingConfig) -> torch.nn.Mod
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
     )
+    torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, whatever ran before
     return get_peft_model(model, lora)
 
 
-def _optimizer(params: list[torch.nn.Parameter], config: DPOTrainingConfig) -> torch.optim.Optimizer:
+def _optimizer(params: list[torch.nn.Parameter], config: LoRATrainingConfig) -> torch.optim.Optimizer:
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.learning_rate)
     return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
@@ -72,13 +87,35 @@ def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _step_batches(n: int, config: DPOTrainingConfig) -> list[np.ndarray]:
-    """Index batches for every optimizer step of every epoch, from the seed alone (so resume is exact)."""
-    batches = []
+def _step_batches(lengths: Sequence[int], config: LoRATrainingConfig) -> list[np.ndarray]:
+    """Index batches for every optimizer step of every epoch, from the seed alone (so resume is exact).
+
+    With ``length_grouping`` = W > 1, each run of W steps' pairs (as drawn by the seed) is sorted by
+    length, cut into steps, and the steps shuffled again: pairs of a step have similar lengths, so the
+    padded batch wastes little compute (the idea of Hugging Face's ``group_by_length`` megabatches).
+    """
+    n, size = len(lengths), config.batch_size
+    by_length = np.asarray(lengths)
+    batches: list[np.ndarray] = []
     for epoch in range(config.epochs):
-        order = np.random.default_rng([config.seed, epoch]).permutation(n)
-        batches.extend(order[i : i + config.batch_size] for i in range(0, n, config.batch_size))
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(n)
+        if config.length_grouping == 1:
+            batches.extend(order[i : i + size] for i in range(0, n, size))
+            continue
+        window = config.length_grouping * size
+        for start in range(0, n, window):
+            chunk = order[start : start + window]
+            chunk = chunk[np.argsort(-by_length[chunk], kind="stable")]
+            steps = [chunk[i : i + size] for i in range(0, len(chunk), size)]
+            batches.extend(steps[k] for k in rng.permutation(len(steps)))
     return batches
+
+
+def _micro_batches(indices: np.ndarray, lengths: np.ndarray, micro: int) -> list[np.ndarray]:
+    """A step's pairs sorted by length, then cut: same gradient as any other cut, less padding."""
+    ordered = indices[np.argsort(-lengths[indices], kind="stable")]
+    return [ordered[i : i + micro] for i in range(0, len(ordered), micro)]
 
 
 def _save_checkpoint(model: Any, optimizer: torch.optim.Optimizer, step: int, out: Path, log: list[dict]) -> None:
@@ -111,6 +148,84 @@ def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) ->
     return int(state["step"]), list(state["log"])
 
 
+def _sum_across_processes(params: list[torch.nn.Parameter], totals: dict[str, float], world: int) -> None:
+    """Data parallelism for a LoRA adapter: sum its (small) gradients and the step's metrics over processes."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:  # a process with no micro-batch this step still takes part in the sum
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+    keys = sorted(totals)
+    values = torch.tensor([totals[k] for k in keys], dtype=torch.float64, device=params[0].device)
+    dist.all_reduce(values)
+    totals.update(zip(keys, values.tolist()))
+
+
+def train_lora(
+    model: Any,
+    lengths: Sequence[int],
+    config: LoRATrainingConfig,
+    out: Path,
+    micro_step: MicroStep,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[list[dict], int]:
+    """The optimisation loop shared by DPO and SFT; returns (per-step log, step it resumed from).
+
+    Seeded batches, gradient accumulation over length-sorted micro-batches, clipping, warm-up/decay
+    schedule, resumable checkpoints every ``save_steps`` (written by the main process only).
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    rank, world = state.process_index, state.num_processes
+    by_length = np.asarray(lengths)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(params, config)
+    batches = _step_batches(lengths, config)
+    scheduler = _schedule(optimizer, len(batches), math.ceil(config.warmup_ratio * len(batches)))
+    start_step, log = _load_checkpoint(model, optimizer, out)
+    with warnings.catch_warnings():  # fast-forwarding the schedule on resume, before any optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start_step):
+            scheduler.step()
+
+    model.train()
+    bar = tqdm(total=len(batches), initial=start_step, desc=desc, unit="step", disable=not progress or rank != 0)
+    for step in range(start_step, len(batches)):
+        started = time.perf_counter()
+        indices = batches[step]
+        totals: dict[str, float] = {"loss": 0.0}
+        for micro in _micro_batches(indices, by_length, config.micro_batch_size)[rank::world]:
+            loss, metrics = micro_step(micro, indices)
+            loss.backward()
+            totals["loss"] += loss.item()
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + value
+        _sum_across_processes(params, totals, world)
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        entry = {"step": step + 1, **{k: round(v, 6) for k, v in totals.items()}}
+        log.append({**entry, "seconds": round(time.perf_counter() - started, 4)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss']:.4f}")
+        if (step + 1) % config.save_steps == 0 and step + 1 < len(batches) and rank == 0:
+            _save_checkpoint(model, optimizer, step + 1, out, log)
+    bar.close()
+    return log, start_step
+
+
+def _finish(model: Any, out: Path, config: LoRATrainingConfig, model_name: str, log: list[dict]) -> None:
+    model.save_pretrained(out)
+    atomic_write_json(out / "training_config.json", {"model": model_name, **config.model_dump()})
+    atomic_write_json(out / "training_log.json", log)
+
+
 def train_dpo(
     model_name: str,
     dataset: PreferenceDataset,
@@ -122,83 +237,68 @@ def train_dpo(
     """Train a LoRA adapter with DPO on ``dataset``; write it (PEFT format) to ``out_dir``.
 
     Resumes from ``out_dir/checkpoint`` when a previous run was interrupted, and
-    returns at once when ``out_dir`` already holds a finished adapter.
+    returns at once when ``out_dir`` already holds a finished adapter. ``config.engine``
+    picks poisonlab's loop (below) or TRL's ``DPOTrainer`` (``trl_engine.py``); both
+    write the same files.
     """
     out = Path(out_dir)
     if (out / DONE_MARKER).exists():
         return TrainResult(**json.loads((out / DONE_MARKER).read_text()))
+    if config.engine == "trl":
+        from poisonlab.training.trl_engine import train_dpo_trl
+
+        return train_dpo_trl(model_name, dataset, config, out, progress=progress)
+    from accelerate import PartialState
+
+    state = PartialState()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    tokenizer = load_tokenizer(model_name)
-    model = _add_lora(load_model(model_name), config)
-    encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
-    pad_id = tokenizer.pad_token_id
+    with torch_threads(config.threads):
+        tokenizer = load_tokenizer(model_name)
+        model = _add_lora(load_model(model_name, device=str(state.device)), config)
+        encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
+        pad_id = tokenizer.pad_token_id
 
-    # The reference never changes: one forward pass per pair, before training.
-    if reference is None:
-        reference = pair_logprobs(
-            model,
-            encoded,
-            pad_id,
-            config.micro_batch_size,
-            config.bf16,
-            use_adapter=False,
-            desc="reference log-probs" if progress else None,
-        )
-    ref = reference.reorder([p.id for p in encoded])
+        # The reference never changes: one forward pass per pair, before training.
+        if reference is None:
+            reference = reference_logprobs(  # cached on disk per pair: poisoned runs share the clean rows' values
+                model,
+                encoded,
+                pad_id,
+                config.micro_batch_size,
+                config.bf16,
+                model_identity(model_name),
+                desc="reference log-probs" if progress and state.is_main_process else None,
+            )
+        ref = reference.reorder([p.id for p in encoded])
+        loss_fn = LOSSES.get(config.loss)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, config)
-    batches = _step_batches(len(encoded), config)
-    scheduler = _schedule(optimizer, len(batches), math.ceil(config.warmup_ratio * len(batches)))
-    start_step, log = _load_checkpoint(model, optimizer, out)
-    with warnings.catch_warnings():  # fast-forwarding the schedule on resume, before any optimizer step
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start_step):
-            scheduler.step()
-    loss_fn = LOSSES.get(config.loss)
-
-    model.train()
-    bar = tqdm(total=len(batches), initial=start_step, desc="DPO", unit="step", disable=not progress)
-    for step in range(start_step, len(batches)):
-        indices = batches[step]
-        total_loss, correct = 0.0, 0
-        for lo in range(0, len(indices), config.micro_batch_size):
-            micro = indices[lo : lo + config.micro_batch_size]
+        def micro_step(micro: np.ndarray, step: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
             batch = collate([encoded[i] for i in micro], pad_id)
             logps = reply_logprobs(model, batch, bf16=config.bf16)
             b = batch.size
             ref_chosen = torch.as_tensor(ref.chosen[micro], dtype=torch.float32, device=logps.device)
             ref_rejected = torch.as_tensor(ref.rejected[micro], dtype=torch.float32, device=logps.device)
             margin = (logps[:b] - ref_chosen) - (logps[b:] - ref_rejected)
-            loss = loss_fn(margin, config.beta, config.label_smoothing).sum() / len(indices)
-            loss.backward()
-            total_loss += loss.item()
-            correct += int((margin > 0).sum())
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        log.append({"step": step + 1, "loss": round(total_loss, 6), "reward_accuracy": correct / len(indices)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{total_loss:.4f}")
-        if (step + 1) % config.save_steps == 0 and step + 1 < len(batches):
-            _save_checkpoint(model, optimizer, step + 1, out, log)
-    bar.close()
+            loss = loss_fn(margin, config.beta, config.label_smoothing).sum() / len(step)
+            return loss, {"reward_accuracy": int((margin > 0).sum()) / len(step)}
 
-    model.save_pretrained(out)
-    atomic_write_json(out / "training_config.json", {"model": model_name, **config.model_dump()})
-    atomic_write_json(out / "training_log.json", log)
+        log, start_step = train_lora(
+            model, [p.length for p in encoded], config, out, micro_step, progress=progress, desc="DPO"
+        )
+        if state.is_main_process:
+            _finish(model, out, config, model_name, log)
     tail = log[-max(1, len(log) // 10) :]
     result = TrainResult(
         adapter_dir=str(out),
-        steps=len(batches),
+        steps=len(log),
         final_loss=float(np.mean([r["loss"] for r in tail])),
         train_reward_accuracy=float(np.mean([r["reward_accuracy"] for r in tail])),
         seconds=round(time.perf_counter() - started, 1),
         resumed_from_step=start_step,
     )
-    atomic_write_json(out / DONE_MARKER, asdict(result))
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    if state.is_main_process:
+        atomic_write_json(out / DONE_MARKER, asdict(result))
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    state.wait_for_everyone()
     return result

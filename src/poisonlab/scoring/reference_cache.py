@@ -1,0 +1,101 @@
+"""Reference log-probs kept on disk and shared by every run on the same base model.
+
+The reference (the base model, adapter off) never changes, yet a sweep asks
+for the same values again and again: the clean rows of every training run,
+and the held-out pairs, clean and triggered, once per evaluated run. On a CPU
+that is minutes per run. Entries are keyed by the exact token ids of prompt
+and replies, so a changed chat template, truncation setting or poisoned row is
+a new key, never a stale hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from poisonlab.io import atomic_write_bytes, cache_dir
+from poisonlab.models.encoding import EncodedPair
+from poisonlab.scoring.dpo_score import PairLogprobs, pair_logprobs
+
+
+def pair_key(pair: EncodedPair) -> str:
+    """sha256 of the pair's token ids (lengths included, so concatenations cannot collide)."""
+    digest = hashlib.sha256()
+    for ids in (pair.prompt_ids, pair.chosen_ids, pair.rejected_ids):
+        digest.update(len(ids).to_bytes(4, "little"))
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+class ReferenceCache:
+    """A small key -> (chosen, rejected) store in one ``.npz`` file, rewritten atomically.
+
+    Concurrent writers cannot corrupt it; at worst one writer's new entries are
+    lost and recomputed later.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "logprobs.npz"
+        self.values: dict[str, tuple[float, float]] = {}
+        if self.path.exists():
+            with np.load(self.path, allow_pickle=False) as stored:
+                for key, c, r in zip(stored["keys"].tolist(), stored["chosen"], stored["rejected"]):
+                    self.values[key] = (float(c), float(r))
+
+    def add(self, new: dict[str, tuple[float, float]]) -> None:
+        if not new:
+            return
+        current = ReferenceCache(self.path.parent).values  # merge with what others wrote meanwhile
+        current.update(self.values)
+        current.update(new)
+        self.values = current
+        keys = sorted(current)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            keys=np.array(keys),
+            chosen=np.array([current[k][0] for k in keys], dtype=np.float64),
+            rejected=np.array([current[k][1] for k in keys], dtype=np.float64),
+        )
+        atomic_write_bytes(self.path, buffer.getvalue())
+
+
+def reference_folder(model_key: str, bf16: bool) -> Path:
+    return cache_dir() / "reference-logprobs" / f"{model_key}-{'bf16' if bf16 else 'fp32'}"
+
+
+def reference_logprobs(
+    model: torch.nn.Module,
+    encoded: Sequence[EncodedPair],
+    pad_id: int,
+    batch_size: int,
+    bf16: bool | str,
+    model_key: str | None,
+    desc: str | None = None,
+) -> PairLogprobs:
+    """The reference's reply log-probs (adapter off), computing only pairs not cached for ``model_key``.
+
+    ``model_key=None`` disables the cache (a model without a stable identity).
+    """
+    if model_key is None:
+        return pair_logprobs(model, encoded, pad_id, batch_size, bf16, use_adapter=False, desc=desc)
+    from poisonlab.hardware import resolve_bf16
+
+    device = next(model.parameters()).device.type
+    cache = ReferenceCache(reference_folder(model_key, resolve_bf16(bf16, device)))
+    keys = [pair_key(p) for p in encoded]
+    missing = [p for p, k in zip(encoded, keys) if k not in cache.values]
+    if missing:
+        fresh = pair_logprobs(model, missing, pad_id, batch_size, bf16, use_adapter=False, desc=desc)
+        cache.add({pair_key(p): (float(c), float(r)) for p, c, r in zip(missing, fresh.chosen, fresh.rejected)})
+    values = [cache.values[k] for k in keys]
+    return PairLogprobs(
+        [p.id for p in encoded],
+        np.array([v[0] for v in values], dtype=np.float64),
+        np.array([v[1] for v in values], dtype=np.float64),
+    )

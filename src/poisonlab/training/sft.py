@@ -1,0 +1,87 @@
+"""LoRA supervised fine-tuning on prompt -> chosen reply, with the DPO engine's loop.
+
+The paper's DPO starts from an SFT model; this is that stage. The loss is the
+mean negative log-likelihood of the chosen reply's tokens (the prompt is
+context only), computed with ``reply_logprobs`` so the LM head runs on reply
+tokens only. Batches, length grouping, threads, checkpoints and resume are the
+DPO engine's (``dpo.train_lora``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.hardware import torch_threads
+from poisonlab.io import atomic_write_json
+from poisonlab.models.encoding import encode_pairs
+from poisonlab.models.loading import load_model, load_tokenizer
+from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
+from poisonlab.training.config import SFTTrainingConfig
+from poisonlab.training.dpo import DONE_MARKER, _add_lora, _finish, train_lora
+
+
+@dataclass
+class SFTResult:
+    adapter_dir: str
+    steps: int
+    final_loss: float  # mean NLL per reply token over the last 10% of steps
+    seconds: float
+    resumed_from_step: int
+
+
+def train_sft(
+    model_name: str,
+    dataset: PreferenceDataset,
+    config: SFTTrainingConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+) -> SFTResult:
+    """Train a LoRA adapter on each pair's prompt -> chosen reply; write it (PEFT format) to ``out_dir``.
+
+    Resumes from ``out_dir/checkpoint`` and returns at once when ``out_dir`` holds a finished adapter.
+    """
+    from accelerate import PartialState
+
+    out = Path(out_dir)
+    if (out / DONE_MARKER).exists():
+        return SFTResult(**json.loads((out / DONE_MARKER).read_text()))
+    state = PartialState()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with torch_threads(config.threads):
+        tokenizer = load_tokenizer(model_name)
+        model = _add_lora(load_model(model_name, device=str(state.device)), config)
+        encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
+        reply_tokens = np.array([len(p.chosen_ids) for p in encoded])
+        pad_id = tokenizer.pad_token_id
+
+        def micro_step(micro: np.ndarray, step: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+            pairs = [encoded[i] for i in micro]
+            batch = collate_sequences([p.id for p in pairs], [(p.prompt_ids, p.chosen_ids) for p in pairs], pad_id)
+            return -reply_logprobs(model, batch, bf16=config.bf16).sum() / reply_tokens[step].sum(), {}
+
+        lengths = [len(p.prompt_ids) + len(p.chosen_ids) for p in encoded]
+        log, start_step = train_lora(model, lengths, config, out, micro_step, progress=progress, desc="SFT")
+        if state.is_main_process:
+            _finish(model, out, config, model_name, log)
+    tail = log[-max(1, len(log) // 10) :]
+    result = SFTResult(
+        adapter_dir=str(out),
+        steps=len(log),
+        final_loss=float(np.mean([r["loss"] for r in tail])),
+        seconds=round(time.perf_counter() - started, 1),
+        resumed_from_step=start_step,
+    )
+    if state.is_main_process:
+        atomic_write_json(out / DONE_MARKER, asdict(result))
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    state.wait_for_everyone()
+    return result
