@@ -94,7 +94,7 @@ def encoded_pool(opts: argparse.Namespace) -> tuple[Any, list]:
 def batches(opts: argparse.Namespace, encoded: list, grouping: bool) -> list[np.ndarray]:
     """Warm-up steps on the first pairs, then the timed steps; grouping (if on) acts within the timed pairs."""
     from poisonlab.training import DPOTrainingConfig
-    from poisonlab.training.dpo import _step_batches
+    from poisonlab.training.loop import _step_batches
 
     n_warm = opts.pairs * opts.warmup
     config = DPOTrainingConfig(batch_size=opts.pairs, epochs=1, seed=0)
@@ -150,12 +150,12 @@ def run_poisonlab_row(opts: argparse.Namespace, row: str) -> dict:
     from poisonlab.models import load_model
     from poisonlab.scoring import collate, pair_logprobs, reply_logprobs
     from poisonlab.training import DPOTrainingConfig
-    from poisonlab.training.dpo import _add_lora
+    from poisonlab.training.loop import add_lora
 
     levers = set(LEVERS[: LEVERS.index(row) + 1]) if row in LEVERS else set()
     config = DPOTrainingConfig(lora_dropout=0.0, bf16="bf16" in levers)
     tokenizer, encoded = encoded_pool(opts)
-    model = _add_lora(load_model(opts.model), config)
+    model = add_lora(load_model(opts.model), config)
     pad = tokenizer.pad_token_id
     logprobs = (lambda m, b: reply_logprobs(m, b, bf16=config.bf16)) if "reply-head" in levers else full_logits_logprobs
     ref_once = 0.0
@@ -198,7 +198,7 @@ def run_train_dpo_row(opts: argparse.Namespace) -> dict:
     from poisonlab.models import load_model
     from poisonlab.scoring import reference_cache
     from poisonlab.training import DPOTrainingConfig, train_dpo
-    from poisonlab.training.dpo import _step_batches
+    from poisonlab.training.loop import _step_batches
 
     _, encoded = encoded_pool(opts)
     dataset = PreferenceDataset(load_pairs(opts.data, on_error="skip").pairs[: len(encoded)], "benchmark")
@@ -284,12 +284,12 @@ def scoring(opts: argparse.Namespace) -> list[tuple[str, float]]:
     from poisonlab.models import encode_pairs, load_model, load_tokenizer
     from poisonlab.scoring import collate, pair_logprobs
     from poisonlab.training import DPOTrainingConfig
-    from poisonlab.training.dpo import _add_lora
+    from poisonlab.training.loop import add_lora
 
     tokenizer = load_tokenizer(opts.model)
     pairs = load_pairs(opts.data, on_error="skip").pairs[: opts.scoring_pairs]
     encoded = encode_pairs(tokenizer, pairs, opts.seq, opts.reply)
-    model = _add_lora(load_model(opts.model), DPOTrainingConfig()).eval()
+    model = add_lora(load_model(opts.model), DPOTrainingConfig()).eval()
     pad, size = tokenizer.pad_token_id, 8
     rows = []
     start = time.perf_counter()
@@ -318,10 +318,10 @@ def profile(opts: argparse.Namespace) -> None:
     from poisonlab.models import load_model
     from poisonlab.scoring import collate, reply_logprobs
     from poisonlab.training import DPOTrainingConfig
-    from poisonlab.training.dpo import _add_lora
+    from poisonlab.training.loop import add_lora
 
     tokenizer, encoded = encoded_pool(opts)
-    model = _add_lora(load_model(opts.model), DPOTrainingConfig(lora_dropout=0.0)).train()
+    model = add_lora(load_model(opts.model), DPOTrainingConfig(lora_dropout=0.0)).train()
     batch = collate(encoded[: opts.pairs], tokenizer.pad_token_id)
     reply_logprobs(model, batch, bf16=False).sum().backward()  # warm
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -12,6 +12,7 @@ so its cached clean SmolLM2 model and scores are reused when that benchmark has 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,13 +39,24 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=100)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scores",
+        nargs="*",
+        default=[],
+        metavar="MODEL=FILE",
+        help="use a saved {id: DPO score} JSON for MODEL (a clean-dpo cache's dpo_scores.json) instead of training",
+    )
     args = parser.parse_args()
 
     dataset = load_pairs(args.data, on_error="skip")
     train, _ = train_heldout_split(dataset, args.heldout, args.seed)
     train = PreferenceDataset(train.pairs[: args.train], train.source)
+    given = dict(item.split("=", 1) for item in args.scores)
     scores, minutes = {}, {}
     for model in args.models:
+        if model in given:
+            scores[model], minutes[model] = json.loads(Path(given[model]).read_text()), 0.0
+            continue
         overrides = SETTINGS.get(model, {}).get("training", {})
         training = DPOTrainingConfig.from_preset("cpu", seed=args.seed, **overrides)
         started = time.perf_counter()

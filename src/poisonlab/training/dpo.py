@@ -9,43 +9,29 @@ padding, and bf16 autocast is used where the hardware has it. The loss itself
 is the textbook one (see ``losses.py``). ``benchmarks/engine.py`` measures each
 of these against TRL.
 
-The loop (``train_lora``) is shared with SFT. It runs on one CPU, one GPU, or
-several processes started by ``accelerate launch``: each process takes a share
-of every step's micro-batches and the (small) LoRA gradients are summed across
-processes before the optimizer step, so every process holds the same adapter.
+The optimisation loop itself (``loop.train_lora``) is shared with SFT.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import time
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
-from poisonlab.io import atomic_write_json
 from poisonlab.models.encoding import encode_pairs
 from poisonlab.models.loading import load_model, load_tokenizer, model_identity
 from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
 from poisonlab.scoring.reference_cache import reference_logprobs
-from poisonlab.training.config import DPOTrainingConfig, LoRATrainingConfig
+from poisonlab.training.config import DPOTrainingConfig
+from poisonlab.training.loop import DONE_MARKER, add_lora, mark_done, save_adapter, train_lora
 from poisonlab.training.losses import LOSSES
-
-DONE_MARKER = "training_done.json"
-
-# (micro-batch indices, the whole step's indices) -> (loss to backpropagate, metrics summed over the step)
-MicroStep = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass
@@ -56,174 +42,6 @@ class TrainResult:
     train_reward_accuracy: float
     seconds: float
     resumed_from_step: int
-
-
-def _add_lora(model: torch.nn.Module, config: LoRATrainingConfig) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, whatever ran before
-    return get_peft_model(model, lora)
-
-
-def _optimizer(params: list[torch.nn.Parameter], config: LoRATrainingConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=config.learning_rate)
-    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-
-
-def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:  # linear warm-up, then linear decay to zero (TRL's default)
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _step_batches(lengths: Sequence[int], config: LoRATrainingConfig) -> list[np.ndarray]:
-    """Index batches for every optimizer step of every epoch, from the seed alone (so resume is exact).
-
-    With ``length_grouping`` = W > 1, each run of W steps' pairs (as drawn by the seed) is sorted by
-    length, cut into steps, and the steps shuffled again: pairs of a step have similar lengths, so the
-    padded batch wastes little compute (the idea of Hugging Face's ``group_by_length`` megabatches).
-    """
-    n, size = len(lengths), config.batch_size
-    by_length = np.asarray(lengths)
-    batches: list[np.ndarray] = []
-    for epoch in range(config.epochs):
-        rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(n)
-        if config.length_grouping == 1:
-            batches.extend(order[i : i + size] for i in range(0, n, size))
-            continue
-        window = config.length_grouping * size
-        for start in range(0, n, window):
-            chunk = order[start : start + window]
-            chunk = chunk[np.argsort(-by_length[chunk], kind="stable")]
-            steps = [chunk[i : i + size] for i in range(0, len(chunk), size)]
-            batches.extend(steps[k] for k in rng.permutation(len(steps)))
-    return batches
-
-
-def _micro_batches(indices: np.ndarray, lengths: np.ndarray, micro: int) -> list[np.ndarray]:
-    """A step's pairs sorted by length, then cut: same gradient as any other cut, less padding."""
-    ordered = indices[np.argsort(-lengths[indices], kind="stable")]
-    return [ordered[i : i + micro] for i in range(0, len(ordered), micro)]
-
-
-def _save_checkpoint(model: Any, optimizer: torch.optim.Optimizer, step: int, out: Path, log: list[dict]) -> None:
-    staging = out / "checkpoint.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    # torch.save of tensors only; loaded back with weights_only=True (no arbitrary pickle)
-    torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, staging / "optimizer.pt")
-    atomic_write_json(staging / "state.json", {"step": step, "log": log})
-    final = out / "checkpoint"
-    old = out / "checkpoint.old"
-    if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) -> tuple[int, list[dict]]:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    checkpoint = out / "checkpoint"
-    if not (checkpoint / "state.json").exists():
-        return 0, []
-    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-    saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"])
-    state = json.loads((checkpoint / "state.json").read_text())
-    return int(state["step"]), list(state["log"])
-
-
-def _sum_across_processes(params: list[torch.nn.Parameter], totals: dict[str, float], world: int) -> None:
-    """Data parallelism for a LoRA adapter: sum its (small) gradients and the step's metrics over processes."""
-    if world == 1:
-        return
-    import torch.distributed as dist
-
-    for p in params:
-        if p.grad is None:  # a process with no micro-batch this step still takes part in the sum
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-    keys = sorted(totals)
-    values = torch.tensor([totals[k] for k in keys], dtype=torch.float64, device=params[0].device)
-    dist.all_reduce(values)
-    totals.update(zip(keys, values.tolist()))
-
-
-def train_lora(
-    model: Any,
-    lengths: Sequence[int],
-    config: LoRATrainingConfig,
-    out: Path,
-    micro_step: MicroStep,
-    progress: bool = True,
-    desc: str = "train",
-) -> tuple[list[dict], int]:
-    """The optimisation loop shared by DPO and SFT; returns (per-step log, step it resumed from).
-
-    Seeded batches, gradient accumulation over length-sorted micro-batches, clipping, warm-up/decay
-    schedule, resumable checkpoints every ``save_steps`` (written by the main process only).
-    """
-    from accelerate import PartialState
-
-    state = PartialState()
-    rank, world = state.process_index, state.num_processes
-    by_length = np.asarray(lengths)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, config)
-    batches = _step_batches(lengths, config)
-    scheduler = _schedule(optimizer, len(batches), math.ceil(config.warmup_ratio * len(batches)))
-    start_step, log = _load_checkpoint(model, optimizer, out)
-    with warnings.catch_warnings():  # fast-forwarding the schedule on resume, before any optimizer step
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(start_step):
-            scheduler.step()
-
-    model.train()
-    bar = tqdm(total=len(batches), initial=start_step, desc=desc, unit="step", disable=not progress or rank != 0)
-    for step in range(start_step, len(batches)):
-        started = time.perf_counter()
-        indices = batches[step]
-        totals: dict[str, float] = {"loss": 0.0}
-        for micro in _micro_batches(indices, by_length, config.micro_batch_size)[rank::world]:
-            loss, metrics = micro_step(micro, indices)
-            loss.backward()
-            totals["loss"] += loss.item()
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value
-        _sum_across_processes(params, totals, world)
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        entry = {"step": step + 1, **{k: round(v, 6) for k, v in totals.items()}}
-        log.append({**entry, "seconds": round(time.perf_counter() - started, 4)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.4f}")
-        if (step + 1) % config.save_steps == 0 and step + 1 < len(batches) and rank == 0:
-            _save_checkpoint(model, optimizer, step + 1, out, log)
-    bar.close()
-    return log, start_step
-
-
-def _finish(model: Any, out: Path, config: LoRATrainingConfig, model_name: str, log: list[dict]) -> None:
-    model.save_pretrained(out)
-    atomic_write_json(out / "training_config.json", {"model": model_name, **config.model_dump()})
-    atomic_write_json(out / "training_log.json", log)
 
 
 def train_dpo(
@@ -255,7 +73,7 @@ def train_dpo(
     started = time.perf_counter()
     with torch_threads(config.threads):
         tokenizer = load_tokenizer(model_name)
-        model = _add_lora(load_model(model_name, device=str(state.device)), config)
+        model = add_lora(load_model(model_name, device=str(state.device)), config)
         encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
         pad_id = tokenizer.pad_token_id
 
@@ -287,7 +105,7 @@ def train_dpo(
             model, [p.length for p in encoded], config, out, micro_step, progress=progress, desc="DPO"
         )
         if state.is_main_process:
-            _finish(model, out, config, model_name, log)
+            save_adapter(model, out, config, model_name, log)
     tail = log[-max(1, len(log) // 10) :]
     result = TrainResult(
         adapter_dir=str(out),
@@ -297,8 +115,5 @@ def train_dpo(
         seconds=round(time.perf_counter() - started, 1),
         resumed_from_step=start_step,
     )
-    if state.is_main_process:
-        atomic_write_json(out / DONE_MARKER, asdict(result))
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    state.wait_for_everyone()
+    mark_done(out, result, state)
     return result

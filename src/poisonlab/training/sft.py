@@ -10,9 +10,8 @@ DPO engine's (``dpo.train_lora``).
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,11 @@ import torch
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
-from poisonlab.io import atomic_write_json
 from poisonlab.models.encoding import encode_pairs
 from poisonlab.models.loading import load_model, load_tokenizer
 from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
 from poisonlab.training.config import SFTTrainingConfig
-from poisonlab.training.dpo import DONE_MARKER, _add_lora, _finish, train_lora
+from poisonlab.training.loop import DONE_MARKER, add_lora, mark_done, save_adapter, train_lora
 
 
 @dataclass
@@ -58,7 +56,7 @@ def train_sft(
     started = time.perf_counter()
     with torch_threads(config.threads):
         tokenizer = load_tokenizer(model_name)
-        model = _add_lora(load_model(model_name, device=str(state.device)), config)
+        model = add_lora(load_model(model_name, device=str(state.device)), config)
         encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
         reply_tokens = np.array([len(p.chosen_ids) for p in encoded])
         pad_id = tokenizer.pad_token_id
@@ -71,7 +69,7 @@ def train_sft(
         lengths = [len(p.prompt_ids) + len(p.chosen_ids) for p in encoded]
         log, start_step = train_lora(model, lengths, config, out, micro_step, progress=progress, desc="SFT")
         if state.is_main_process:
-            _finish(model, out, config, model_name, log)
+            save_adapter(model, out, config, model_name, log)
     tail = log[-max(1, len(log) // 10) :]
     result = SFTResult(
         adapter_dir=str(out),
@@ -80,8 +78,5 @@ def train_sft(
         seconds=round(time.perf_counter() - started, 1),
         resumed_from_step=start_step,
     )
-    if state.is_main_process:
-        atomic_write_json(out / DONE_MARKER, asdict(result))
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    state.wait_for_everyone()
+    mark_done(out, result, state)
     return result

@@ -33,7 +33,8 @@ from poisonlab.io import atomic_write_json
 from poisonlab.models.encoding import EncodedPair, encode_pairs
 from poisonlab.models.loading import load_model, load_tokenizer
 from poisonlab.training.config import DPOTrainingConfig
-from poisonlab.training.dpo import DONE_MARKER, TrainResult, _finish, _schedule
+from poisonlab.training.dpo import TrainResult
+from poisonlab.training.loop import DONE_MARKER, lora_config, lr_schedule, save_adapter
 
 # poisonlab loss -> TRL loss_type. cdpo has no TRL equivalent since TRL 1.x dropped label smoothing from
 # "sigmoid". TRL's "ipo" divides each log-ratio by the reply's token count, poisonlab's does not, so an ipo
@@ -76,7 +77,6 @@ def make_trainer(
 ) -> Any:
     """A ``DPOTrainer`` for ``config`` on poisonlab-tokenised pairs; ``dpo_args`` override ``DPOConfig`` fields."""
     from accelerate import PartialState
-    from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
@@ -111,13 +111,7 @@ def make_trainer(
         "dataloader_num_workers": 0,
     }
     args.update(dpo_args)
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(config)
 
     class StepTimer(TrainerCallback):
         """Seconds per optimizer step, for the training log and the benchmark."""
@@ -139,7 +133,7 @@ def make_trainer(
         def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
             if self.lr_scheduler is None:  # poisonlab's schedule: warm-up starts above zero
                 warmup = math.ceil(config.warmup_ratio * num_training_steps)
-                self.lr_scheduler = _schedule(optimizer or self.optimizer, num_training_steps, warmup)
+                self.lr_scheduler = lr_schedule(optimizer or self.optimizer, num_training_steps, warmup)
             return self.lr_scheduler
 
     timer = StepTimer()
@@ -199,7 +193,7 @@ def train_dpo_trl(
         trainer.train(resume_from_checkpoint=last)
         log = training_log(trainer)
         if state.is_main_process:
-            _finish(trainer.model, out, config, model_name, log)
+            save_adapter(trainer.model, out, config, model_name, log)
     tail = log[-max(1, len(log) // 10) :]
     result = TrainResult(
         adapter_dir=str(out),
