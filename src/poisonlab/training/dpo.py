@@ -24,13 +24,12 @@ import torch
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
-from poisonlab.models.encoding import encode_pairs
-from poisonlab.models.loading import load_model, load_tokenizer, model_identity
+from poisonlab.models.loading import model_identity
 from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
 from poisonlab.scoring.reference_cache import reference_logprobs
 from poisonlab.training.config import DPOTrainingConfig
-from poisonlab.training.loop import DONE_MARKER, add_lora, mark_done, save_adapter, train_lora
+from poisonlab.training.loop import DONE_MARKER, lora_model_and_pairs, mark_done, save_adapter, train_lora
 from poisonlab.training.losses import LOSSES
 
 
@@ -72,9 +71,7 @@ def train_dpo(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with torch_threads(config.threads):
-        tokenizer = load_tokenizer(model_name)
-        model = add_lora(load_model(model_name, device=str(state.device)), config)
-        encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
+        tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device))
         pad_id = tokenizer.pad_token_id
 
         # The reference never changes: one forward pass per pair, before training.

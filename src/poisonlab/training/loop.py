@@ -51,6 +51,18 @@ def add_lora(model: torch.nn.Module, config: LoRATrainingConfig) -> torch.nn.Mod
     return get_peft_model(model, lora_config(config))
 
 
+def lora_model_and_pairs(
+    model_name: str, dataset: Any, config: LoRATrainingConfig, device: str
+) -> tuple[Any, Any, list]:
+    """What every trainer starts from: the tokenizer, the model with a fresh seeded adapter, the encoded pairs."""
+    from poisonlab.models.encoding import encode_pairs
+    from poisonlab.models.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_name)
+    model = add_lora(load_model(model_name, device=device), config)
+    return tokenizer, model, encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
+
+
 def _optimizer(params: list[torch.nn.Parameter], config: LoRATrainingConfig) -> torch.optim.Optimizer:
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.learning_rate)

@@ -19,11 +19,9 @@ import torch
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
-from poisonlab.models.encoding import encode_pairs
-from poisonlab.models.loading import load_model, load_tokenizer
 from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
 from poisonlab.training.config import SFTTrainingConfig
-from poisonlab.training.loop import DONE_MARKER, add_lora, mark_done, save_adapter, train_lora
+from poisonlab.training.loop import DONE_MARKER, lora_model_and_pairs, mark_done, save_adapter, train_lora
 
 
 @dataclass
@@ -55,9 +53,7 @@ def train_sft(
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with torch_threads(config.threads):
-        tokenizer = load_tokenizer(model_name)
-        model = add_lora(load_model(model_name, device=str(state.device)), config)
-        encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
+        tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device))
         reply_tokens = np.array([len(p.chosen_ids) for p in encoded])
         pad_id = tokenizer.pad_token_id
 
