@@ -10,7 +10,7 @@ def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
     config_file = tmp_path / "exp.yaml"
     config_file.write_text(
         "name: e2e\nmodel: tiny\ndata: synthetic\nheldout: 60\nmax_train_pairs: 240\n"
-        "strategies: [random, dpo-score]\nratios: [0.1]\ntraining: {micro_batch_size: 16}\n"
+        "strategies: [random, dpo-score, gradient-projection]\nratios: [0.1]\ntraining: {micro_batch_size: 16}\n"
     )
     config = load_config(ExperimentConfig, config_file, [f"out={tmp_path / 'out'}"])
     results = {r.run: r for r in run_experiment(config, progress=False)}
@@ -33,6 +33,14 @@ def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
     manifest = json.loads((out / "runs/dpo-score-backdoor-0.1/poison/manifest.json").read_text())
     scores = [c["selection_score"] for c in manifest["changes"]]
     assert len(scores) == 24 and min(scores) > 0  # dpo-score picked pairs the clean model ranks correctly
+
+    # 10% of 240 overfills the 5% candidate pool, so gradient-projection poisons exactly dpo-score's pairs:
+    # byte-identical data, so the run reuses dpo-score's adapter instead of training the same one again
+    projection = results["gradient-projection-backdoor-0.1"]
+    assert projection.same_data_as == "dpo-score-backdoor-0.1" and dpo.same_data_as is None
+    assert not (out / "runs/gradient-projection-backdoor-0.1/adapter").exists()
+    assert (projection.clean_accuracy, projection.backdoor_success) == (dpo.clean_accuracy, dpo.backdoor_success)
+    assert random_.same_data_as is None  # different pairs: trained
 
     before = (out / "results.json").read_text()
     again = run_experiment(config, progress=False)  # every run is done: nothing is retrained

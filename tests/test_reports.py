@@ -25,7 +25,16 @@ def test_results_report_differences_from_the_clean_model_and_plots_each_attack(t
     console = Console(width=200, record=True)
     console.print(results_table(ROWS))
     text = console.export_text()
-    assert "+30.0%" in text and "-20.0%" in text
+    assert "+30.0%" in text and "-20.0%" in text and "†" not in text
+
+
+def test_a_run_that_reused_another_runs_adapter_is_marked():
+    twin = {**ROWS[1], "run": "dpo-score-backdoor-0.05", "strategy": "dpo-score"}
+    twin["same_data_as"] = "random-backdoor-0.05"
+    console = Console(width=200, record=True)
+    console.print(results_table([*ROWS, twin]))
+    text = console.export_text()
+    assert "dpo-score †" in text and "random †" not in text and "same_data_as" in text
 
 
 def test_top_k_overlap_and_rank_correlation():

@@ -10,9 +10,17 @@ Layout of the results folder::
       runs/<strategy>-<attack>-<ratio>/
                             poison/{data.jsonl, manifest.json} adapter/ metrics.json
 
-A run whose ``metrics.json`` exists is done and skipped; an interrupted
+A run whose ``result.json`` exists is done and skipped; an interrupted
 training resumes from its checkpoint. So re-running a study after a crash or
 Ctrl-C only does the missing work.
+
+Two strategies can pick the same pairs (gradient-projection and
+semantic-diversity choose inside the top-5% DPO-score pool, so once the budget
+fills the pool they pick exactly dpo-score's pairs). A run whose poisoned data
+is byte-identical to a finished run's, trained with the same settings, reuses
+that run's adapter instead of training it again: training is seeded and
+deterministic, so the adapter would be the same. ``result.json`` then names
+the run in ``same_data_as``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from poisonlab.evaluation.preference import evaluate_preferences, write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.io import atomic_write_json, atomic_write_text
 from poisonlab.training.dpo import train_dpo
+from poisonlab.training.loop import DONE_MARKER
 
 
 @dataclass
@@ -50,6 +59,7 @@ class RunResult:
     n_heldout: int
     minutes: float
     trigger_position: str | None = None  # where evaluation (and the poison) put the trigger
+    same_data_as: str | None = None  # the finished run whose identical data (and adapter) this run reused
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -125,10 +135,17 @@ def run_one(
             progress=progress,
             selection=config.selection,
         )
-        write_poisoned(result, folder / "poison", None)
-        data, n_poisoned = result.dataset, result.manifest["n_poisoned"]
-    adapter_dir = folder / "adapter" if spec.ratio > 0 else clean_adapter  # clean@<position> reuses it
-    adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress).adapter_dir
+        manifest = json.loads((write_poisoned(result, folder / "poison", None) / "manifest.json").read_text())
+        data, n_poisoned = result.dataset, manifest["n_poisoned"]
+        settings = {"model": config.model, **training.model_dump()}
+        twin = finished_twin(out, spec.name, manifest["output_sha256"], settings)
+    else:
+        twin = None
+    if twin:
+        adapter = twin / "adapter"
+    else:
+        adapter_dir = folder / "adapter" if spec.ratio > 0 else clean_adapter  # clean@<position> reuses it
+        adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress).adapter_dir
     metrics = evaluate_preferences(
         config.model,
         heldout,
@@ -155,9 +172,25 @@ def run_one(
         metrics.n_pairs,
         round((time.perf_counter() - started) / 60, 2),
         spec.trigger_position,
+        twin.name if twin else None,
     )
     atomic_write_json(done, run.to_dict())
     return run
+
+
+def finished_twin(out: Path, name: str, data_sha256: str, training: dict[str, Any]) -> Path | None:
+    """A finished run of this study that trained its own adapter on byte-identical data with the same settings."""
+    same_settings = json.loads(json.dumps(training))  # tuples become lists, as in the saved config
+    for other in sorted((out / "runs").iterdir()):
+        manifest, adapter = other / "poison" / "manifest.json", other / "adapter"
+        finished = (other / "result.json").exists() and (adapter / DONE_MARKER).exists() and manifest.exists()
+        if other.name == name or not finished:  # the clean run has no manifest: its data is never poisoned
+            continue
+        if json.loads(manifest.read_text()).get("output_sha256") != data_sha256:
+            continue
+        if json.loads((adapter / "training_config.json").read_text()) == same_settings:
+            return other
+    return None
 
 
 def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: Any = None) -> list[RunResult]:

@@ -31,7 +31,10 @@ def results_table(results: Sequence[Any], title: str = "poisonlab results") -> A
     """A rich Table: one row per run; the backdoor's lift and the clean-accuracy change are vs the clean model."""
     from rich.table import Table
 
-    table = Table(title=title, caption="Δ: difference from the clean model trained the same way")
+    caption = "Δ: difference from the clean model trained the same way"
+    if any(row.get("same_data_as") for row in _rows(results)):
+        caption += "\n†: poisoned exactly the same pairs as another run, whose adapter it reused (same_data_as)"
+    table = Table(title=title, caption=caption)
     columns = ("strategy", "attack", "ratio", "poisoned", "clean acc.", "Δ clean acc.", "backdoor success")
     for column in (*columns, "Δ backdoor", "held-out", "min"):
         table.add_column(column, justify="left" if column in ("strategy", "attack") else "right")
@@ -40,6 +43,8 @@ def results_table(results: Sequence[Any], title: str = "poisonlab results") -> A
         label = row["strategy"]
         if clean:  # under a placement rule the clean model is evaluated once per placement: clean@<position>
             label = "clean model" if row.get("run", "clean") == "clean" else f"clean model ({row['trigger_position']})"
+        elif row.get("same_data_as"):
+            label += " †"
         table.add_row(
             label,
             "" if clean else row["attack"],
