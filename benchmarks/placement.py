@@ -6,6 +6,7 @@ runs the same study once per placement, every strategy at the same placement eac
 backdoor success side by side. Each placement is an ordinary resumable study under ``--out``.
 
     python benchmarks/placement.py                                  # quickstart (tiny, synthetic)
+    python benchmarks/placement.py --strategies random dpo-score --seeds 0 1 2
     python benchmarks/placement.py --config configs/compare-strategies.yaml --ratios 0.05 0.1
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
@@ -23,6 +25,16 @@ from poisonlab.config_files import load_config
 from poisonlab.experiments import ExperimentConfig, run_experiment
 
 
+def _cell(values: list[float]) -> str:
+    """Mean over seeds, with the seeds' values when there are several."""
+    mean = sum(values) / len(values)
+    return f"{mean:.1%}" if len(values) == 1 else f"{mean:.1%} ({'/'.join(f'{v:.0%}' for v in values)})"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/quickstart.yaml")
@@ -31,43 +43,53 @@ def main() -> None:
     )
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.01, 0.03, 0.05, 0.1])
     parser.add_argument("--positions", nargs=2, default=["last-human", "end"], metavar=("A", "B"))
-    parser.add_argument("--seed", type=int, default=None, help="override the config's seed (split, picks, training)")
-    parser.add_argument("--out", default=None, help="default: runs/placement-<config name>[-seed<N>]")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (split, picks, training) to average")
+    parser.add_argument("--out", default=None, help="default: runs/placement-<config name>")
     args = parser.parse_args()
 
-    seed = [] if args.seed is None else [f"seed={args.seed}"]
-    base = load_config(ExperimentConfig, args.config, seed)
-    out = Path(args.out or f"runs/placement-{base.name}" + ("" if args.seed is None else f"-seed{args.seed}"))
-    success: dict[str, dict[tuple[str, float], float]] = {}
-    clean: dict[str, float] = {}
-    for position in args.positions:
-        overrides = [
-            f"out={out / position}",
-            f"trigger_position={position}",
-            f"strategies={json.dumps(args.strategies)}",
-            f"ratios={json.dumps(args.ratios)}",
-            "attacks=[backdoor]",
-            "exclude=[]",
-            *seed,
-        ]
-        config = load_config(ExperimentConfig, args.config, overrides)
-        results = run_experiment(config)
-        success[position] = {(r.strategy, r.ratio): r.backdoor_success for r in results if r.ratio > 0}
-        clean[position] = next(r.backdoor_success for r in results if r.ratio == 0)
+    base = load_config(ExperimentConfig, args.config, [])
+    out = Path(args.out or f"runs/placement-{base.name}")
+    # success[position][(strategy, ratio)] = one value per seed; the clean model is strategy "none", ratio 0
+    success: dict[str, dict[tuple[str, float], list[float]]] = {p: defaultdict(list) for p in args.positions}
+    for seed in args.seeds:
+        for position in args.positions:
+            overrides = [
+                f"out={out / f'seed{seed}' / position}",
+                f"seed={seed}",
+                f"trigger_position={position}",
+                f"strategies={json.dumps(args.strategies)}",
+                f"ratios={json.dumps(args.ratios)}",
+                "attacks=[backdoor]",
+                "exclude=[]",
+            ]
+            for r in run_experiment(load_config(ExperimentConfig, args.config, overrides)):
+                success[position][(r.strategy, r.ratio)].append(r.backdoor_success)
 
     a, b = args.positions
-    table = Table(title=f"Backdoor success by trigger placement ({base.model}, {base.data}, seed {base.seed})")
+    seeds = ", ".join(map(str, args.seeds))
+    table = Table(title=f"Backdoor success by trigger placement ({base.model}, {base.data}; seeds {seeds})")
     for column in ("strategy", "ratio", a, b, f"{b} − {a}"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
-    table.add_row("clean model", "0", f"{clean[a]:.1%}", f"{clean[b]:.1%}", f"{clean[b] - clean[a]:+.1%}")
-    for strategy in args.strategies:
+    for strategy, ratio in [("none", 0.0)] + [(s, r) for s in args.strategies for r in args.ratios]:
+        x, y = success[a][(strategy, ratio)], success[b][(strategy, ratio)]
+        label = "clean model" if strategy == "none" else strategy
+        table.add_row(label, f"{ratio:.1%}", _cell(x), _cell(y), f"{_mean(y) - _mean(x):+.1%}")
+    console = Console(width=160)
+    console.print(table)
+
+    if set(args.positions) == set(POSITION_RULES["paper"]):  # the comparison as the paper ran it, and fairly
+        rule = {s: resolve_position("paper", s) for s in args.strategies}
+        table = Table(title="Strategy comparison: the paper's placements vs the same placement for all (mean)")
+        table.add_column("ratio", justify="right")
+        for strategy in args.strategies:
+            table.add_column(f"{strategy} @{rule[strategy]}", justify="right")
+        for strategy in args.strategies:
+            table.add_column(f"{strategy} @{b}", justify="right")
         for ratio in args.ratios:
-            x, y = success[a][(strategy, ratio)], success[b][(strategy, ratio)]
-            table.add_row(strategy, f"{ratio:.1%}", f"{x:.1%}", f"{y:.1%}", f"{y - x:+.1%}")
-    Console().print(table)
-    if set(args.positions) == set(POSITION_RULES["paper"]):
-        paper = ", ".join(f"{s}: {resolve_position('paper', s)}" for s in args.strategies)
-        print(f"The paper's placement rule reads one column per strategy ({paper}).")
+            paper = [_mean(success[rule[s]][(s, ratio)]) for s in args.strategies]
+            same = [_mean(success[b][(s, ratio)]) for s in args.strategies]
+            table.add_row(f"{ratio:.1%}", *(f"{v:.1%}" for v in paper + same))
+        console.print(table)
 
 
 if __name__ == "__main__":
