@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from poisonlab.config_files import load_config
+from poisonlab.errors import InputError
 from poisonlab.experiments import ExperimentConfig, run_experiment
 
 
@@ -46,3 +49,7 @@ def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
     again = run_experiment(config, progress=False)  # every run is done: nothing is retrained
     assert [r.minutes for r in again] == [r.minutes for r in results.values()]
     assert (out / "results.json").read_text() == before
+
+    changed = config.model_copy(update={"training": {**config.training, "learning_rate": 1e-3}})
+    with pytest.raises(InputError, match="learning_rate"):  # finished runs trained otherwise are not passed off
+        run_experiment(changed, progress=False)

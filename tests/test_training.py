@@ -24,6 +24,21 @@ def test_adapter_loads_with_peft_and_training_moved_the_weights(tiny_model, tmp_
     assert json.loads((tmp_path / "a" / "training_config.json").read_text())["beta"] == 0.1
 
 
+def test_a_folder_trained_otherwise_is_refused_not_silently_reused(tiny_model, tmp_path):
+    from poisonlab.errors import InputError
+
+    data, config = synthetic_pairs(n=16), DPOTrainingConfig(**SMALL)
+    first = train_dpo(tiny_model, data, config, tmp_path / "a", progress=False)
+    faster = config.model_copy(update={"threads": 2, "save_steps": 1})  # speed and cadence only: same adapter
+    assert train_dpo(tiny_model, data, faster, tmp_path / "a", progress=False) == first
+    with pytest.raises(InputError, match="learning_rate") as error:
+        train_dpo(tiny_model, data, config.model_copy(update={"learning_rate": 1e-3}), tmp_path / "a")
+    assert error.value.path.endswith("training_config.json") and error.value.field == "learning_rate"
+    with pytest.raises(InputError) as error:
+        train_dpo(tiny_model, synthetic_pairs(n=16, seed=1), config, tmp_path / "a")
+    assert error.value.field == "data_sha256"
+
+
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_model, tmp_path, monkeypatch):
     data, config = synthetic_pairs(n=48), DPOTrainingConfig(**SMALL)
     train_dpo(tiny_model, data, config, tmp_path / "straight", progress=False)

@@ -234,7 +234,8 @@ def evaluate(
         saved = adapter / "training_config.json"
         if saved.exists():
             values = json.loads(saved.read_text())
-            values.pop("model", None)
+            for key in ("model", "data_sha256"):  # what it was trained on, not how
+                values.pop(key, None)
             settings = DPOTrainingConfig(**values)
     dataset = _load(data, skip_bad_rows)
     metrics = evaluate_preferences(

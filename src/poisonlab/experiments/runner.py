@@ -44,7 +44,7 @@ from poisonlab.evaluation.preference import evaluate_preferences, write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.io import atomic_write_json, atomic_write_text
 from poisonlab.training.dpo import train_dpo
-from poisonlab.training.loop import DONE_MARKER
+from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
 
 
 @dataclass
@@ -114,10 +114,12 @@ def run_one(
 ) -> RunResult:
     folder = out / "runs" / spec.name
     done = folder / "result.json"
+    training = config.training_config()
     if done.exists():
+        if (folder / "adapter" / SETTINGS_FILE).exists():  # refuse a finished run trained otherwise
+            claim_folder(folder / "adapter", training_settings(config.model, training))
         return RunResult(**json.loads(done.read_text()))
     started = time.perf_counter()
-    training = config.training_config()
     data, n_poisoned = train, 0
     clean_adapter = out / "runs" / "clean" / "adapter"
     if spec.ratio > 0:
@@ -137,8 +139,7 @@ def run_one(
         )
         manifest = json.loads((write_poisoned(result, folder / "poison", None) / "manifest.json").read_text())
         data, n_poisoned = result.dataset, manifest["n_poisoned"]
-        settings = {"model": config.model, **training.model_dump()}
-        twin = finished_twin(out, spec.name, manifest["output_sha256"], settings)
+        twin = finished_twin(out, spec.name, manifest["output_sha256"], training_settings(config.model, training))
     else:
         twin = None
     if twin:
@@ -178,9 +179,12 @@ def run_one(
     return run
 
 
-def finished_twin(out: Path, name: str, data_sha256: str, training: dict[str, Any]) -> Path | None:
-    """A finished run of this study that trained its own adapter on byte-identical data with the same settings."""
-    same_settings = json.loads(json.dumps(training))  # tuples become lists, as in the saved config
+def finished_twin(out: Path, name: str, data_sha256: str, settings: dict[str, Any]) -> Path | None:
+    """A finished run of this study that trained its adapter on byte-identical poisoned data, same settings."""
+
+    def compared(values: dict[str, Any]) -> dict[str, Any]:  # the data is compared through the manifests
+        return {k: v for k, v in values.items() if k not in NOT_COMPARED and k != "data_sha256"}
+
     for other in sorted((out / "runs").iterdir()):
         manifest, adapter = other / "poison" / "manifest.json", other / "adapter"
         finished = (other / "result.json").exists() and (adapter / DONE_MARKER).exists() and manifest.exists()
@@ -188,7 +192,7 @@ def finished_twin(out: Path, name: str, data_sha256: str, training: dict[str, An
             continue
         if json.loads(manifest.read_text()).get("output_sha256") != data_sha256:
             continue
-        if json.loads((adapter / "training_config.json").read_text()) == same_settings:
+        if compared(json.loads((adapter / SETTINGS_FILE).read_text())) == compared(settings):
             return other
     return None
 

@@ -29,7 +29,15 @@ from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
 from poisonlab.scoring.reference_cache import reference_logprobs
 from poisonlab.training.config import DPOTrainingConfig
-from poisonlab.training.loop import DONE_MARKER, lora_model_and_pairs, mark_done, save_adapter, train_lora
+from poisonlab.training.loop import (
+    DONE_MARKER,
+    claim_folder,
+    lora_model_and_pairs,
+    mark_done,
+    save_adapter,
+    train_lora,
+    training_settings,
+)
 from poisonlab.training.losses import LOSSES
 
 
@@ -59,6 +67,7 @@ def train_dpo(
     write the same files.
     """
     out = Path(out_dir)
+    claim_folder(out, training_settings(model_name, config, dataset))
     if (out / DONE_MARKER).exists():
         return TrainResult(**json.loads((out / DONE_MARKER).read_text()))
     if config.engine == "trl":
@@ -102,7 +111,7 @@ def train_dpo(
             model, [p.length for p in encoded], config, out, micro_step, progress=progress, desc="DPO"
         )
         if state.is_main_process:
-            save_adapter(model, out, config, model_name, log)
+            save_adapter(model, out, log)
     tail = log[-max(1, len(log) // 10) :]
     result = TrainResult(
         adapter_dir=str(out),

@@ -22,10 +22,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json
 from poisonlab.training.config import LoRATrainingConfig
 
 DONE_MARKER = "training_done.json"
+SETTINGS_FILE = "training_config.json"
+# Fields that change speed or checkpoint cadence, never the adapter: free to differ on resume.
+NOT_COMPARED = frozenset({"threads", "save_steps"})
 
 # (micro-batch indices, the whole step's indices) -> (loss to backpropagate, metrics summed over the step)
 MicroStep = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, dict[str, float]]]
@@ -211,9 +216,43 @@ def train_lora(
     return log, start_step
 
 
-def save_adapter(model: Any, out: Path, config: LoRATrainingConfig, model_name: str, log: list[dict]) -> None:
+def training_settings(
+    model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset | None = None
+) -> dict[str, Any]:
+    """Everything an adapter is trained from, as saved in its folder (``training_config.json``)."""
+    data = {} if dataset is None else {"data_sha256": dataset.content_hash()}
+    settings = {"model": model_name, **data, **config.model_dump()}
+    return json.loads(json.dumps(settings))  # tuples become lists, as they read back from the file
+
+
+def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Fields both name with different values; fields newer than the saved file are not compared."""
+    return [key for key in current if key in saved and key not in NOT_COMPARED and saved[key] != current[key]]
+
+
+def claim_folder(out: Path, settings: dict[str, Any]) -> None:
+    """Record what ``out`` is trained from, or refuse if it holds (part of) an adapter trained otherwise.
+
+    Without this, re-running with another learning rate or other data into the same folder would
+    silently resume the old checkpoint, or return the old finished adapter as if it were the new one.
+    """
+    path = out / SETTINGS_FILE
+    if not path.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, settings)
+        return
+    saved = json.loads(path.read_text())
+    for key in settings_differences(saved, settings):
+        raise InputError(
+            f"this folder's adapter is trained with {saved[key]!r}, not {settings[key]!r}; "
+            "train into another folder, or delete this one to start again",
+            path=path,
+            field=key,
+        )
+
+
+def save_adapter(model: Any, out: Path, log: list[dict]) -> None:
     model.save_pretrained(out)
-    atomic_write_json(out / "training_config.json", {"model": model_name, **config.model_dump()})
     atomic_write_json(out / "training_log.json", log)
 
 

@@ -21,7 +21,15 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
 from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
 from poisonlab.training.config import SFTTrainingConfig
-from poisonlab.training.loop import DONE_MARKER, lora_model_and_pairs, mark_done, save_adapter, train_lora
+from poisonlab.training.loop import (
+    DONE_MARKER,
+    claim_folder,
+    lora_model_and_pairs,
+    mark_done,
+    save_adapter,
+    train_lora,
+    training_settings,
+)
 
 
 @dataclass
@@ -47,6 +55,7 @@ def train_sft(
     from accelerate import PartialState
 
     out = Path(out_dir)
+    claim_folder(out, training_settings(model_name, config, dataset))
     if (out / DONE_MARKER).exists():
         return SFTResult(**json.loads((out / DONE_MARKER).read_text()))
     state = PartialState()
@@ -65,7 +74,7 @@ def train_sft(
         lengths = [len(p.prompt_ids) + len(p.chosen_ids) for p in encoded]
         log, start_step = train_lora(model, lengths, config, out, micro_step, progress=progress, desc="SFT")
         if state.is_main_process:
-            save_adapter(model, out, config, model_name, log)
+            save_adapter(model, out, log)
     tail = log[-max(1, len(log) // 10) :]
     result = SFTResult(
         adapter_dir=str(out),

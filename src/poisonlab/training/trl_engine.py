@@ -193,7 +193,7 @@ def train_dpo_trl(
         trainer.train(resume_from_checkpoint=last)
         log = training_log(trainer)
         if state.is_main_process:
-            save_adapter(trainer.model, out, config, model_name, log)
+            save_adapter(trainer.model, out, log)
     tail = log[-max(1, len(log) // 10) :]
     result = TrainResult(
         adapter_dir=str(out),
