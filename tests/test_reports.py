@@ -51,17 +51,21 @@ def test_top_k_overlap_and_rank_correlation():
 
 
 def test_run_overlaps_compares_each_strategy_with_dpo_score_at_the_same_cell(tmp_path):
-    def manifest(strategy, ratio, ids):
+    def manifest(strategy, ratio, ids, **selection):
         folder = tmp_path / "runs" / f"{strategy}-backdoor-{ratio}" / "poison"
         folder.mkdir(parents=True)
         record = {"strategy": strategy, "attack": "backdoor", "ratio": ratio, "n_rows": 100, "poisoned_ids": ids}
+        record |= {"n_poisoned": len(ids), "selection": selection}
         (folder / "manifest.json").write_text(json.dumps(record))
 
     manifest("dpo-score", 0.04, ["a", "b", "c", "d"])
     manifest("gradient-projection", 0.04, ["a", "b", "x", "y"])
     manifest("random", 0.04, ["q", "r", "s", "t"])
     manifest("random", 0.1, ["a"] * 10)  # no dpo-score run at 10%: nothing to compare
-    rows = {r["strategy"]: r for r in run_overlaps(tmp_path)}
-    assert set(rows) == {"gradient-projection", "random"}
-    assert (rows["gradient-projection"]["shared"], rows["gradient-projection"]["share"]) == (2, 0.5)
-    assert rows["random"]["shared"] == 0 and rows["random"]["chance"] == 0.04
+    # ...unless the strategy recorded its overlap with dpo-score itself, as gradient-projection does
+    manifest("gradient-projection", 0.1, list("abcdefghij"), overlap_with_dpo_score={"shared": 3, "share": 0.3})
+    rows = {(r["strategy"], r["ratio"]): r for r in run_overlaps(tmp_path)}
+    assert set(rows) == {("gradient-projection", 0.04), ("random", 0.04), ("gradient-projection", 0.1)}
+    assert (rows["gradient-projection", 0.04]["shared"], rows["gradient-projection", 0.04]["share"]) == (2, 0.5)
+    assert rows["random", 0.04]["shared"] == 0 and rows["random", 0.04]["chance"] == 0.04
+    assert (rows["gradient-projection", 0.1]["shared"], rows["gradient-projection", 0.1]["chance"]) == (3, 0.1)

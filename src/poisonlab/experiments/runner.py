@@ -197,6 +197,13 @@ def finished_twin(out: Path, name: str, data_sha256: str, settings: dict[str, An
     return None
 
 
+def finished_results(config: ExperimentConfig) -> list[RunResult]:
+    """The results of the study's runs that have finished, in grid order, without running anything."""
+    folder = results_folder(config) / "runs"
+    done = [folder / spec.name / "result.json" for spec in config.runs()]
+    return [RunResult(**json.loads(path.read_text())) for path in done if path.exists()]
+
+
 def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: Any = None) -> list[RunResult]:
     """Run the clean run and every grid cell; write results.json/.csv and a plot."""
     out = results_folder(config)

@@ -66,9 +66,14 @@ def run_overlaps(results_dir: str | Path, reference: str = "dpo-score") -> list[
     rows = []
     for (strategy, attack, ratio), manifest in sorted(manifests.items()):
         other = manifests.get((reference, attack, ratio))
-        if strategy == reference or other is None:
+        recorded = manifest.get("selection", {}).get(f"overlap_with_{reference.replace('-', '_')}")
+        if strategy == reference or (other is None and recorded is None):
             continue
-        overlap = selection_overlap(manifest["poisoned_ids"], other["poisoned_ids"], manifest["n_rows"])
+        if other is not None:
+            overlap = selection_overlap(manifest["poisoned_ids"], other["poisoned_ids"], manifest["n_rows"])
+        else:  # no reference run at this cell: gradient-projection records its overlap in its manifest
+            k = manifest["n_poisoned"]
+            overlap = Overlap(k, recorded["shared"], recorded["share"], k / manifest["n_rows"], None)
         rows.append({"strategy": strategy, "vs": reference, "attack": attack, "ratio": ratio, **overlap.to_dict()})
     return rows
 
