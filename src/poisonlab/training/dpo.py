@@ -14,7 +14,6 @@ The optimisation loop itself (``loop.train_lora``) is shared with SFT.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +28,7 @@ from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
 from poisonlab.scoring.reference_cache import reference_logprobs
 from poisonlab.training.config import DPOTrainingConfig
-from poisonlab.training.loop import (
-    DONE_MARKER,
-    claim_folder,
-    lora_model_and_pairs,
-    mark_done,
-    save_adapter,
-    train_lora,
-    training_settings,
-)
+from poisonlab.training.loop import claim_or_finished, lora_model_and_pairs, mark_done, save_adapter, train_lora
 from poisonlab.training.losses import LOSSES
 
 
@@ -67,9 +58,8 @@ def train_dpo(
     write the same files.
     """
     out = Path(out_dir)
-    claim_folder(out, training_settings(model_name, config, dataset))
-    if (out / DONE_MARKER).exists():
-        return TrainResult(**json.loads((out / DONE_MARKER).read_text()))
+    if (finished := claim_or_finished(out, model_name, config, dataset)) is not None:
+        return TrainResult(**finished)
     if config.engine == "trl":
         from poisonlab.training.trl_engine import train_dpo_trl
 

@@ -251,6 +251,15 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
         )
 
 
+def claim_or_finished(
+    out: Path, model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset
+) -> dict[str, Any] | None:
+    """Claim ``out`` for this training (see :func:`claim_folder`); the finished result, if it already holds one."""
+    claim_folder(out, training_settings(model_name, config, dataset))
+    done = out / DONE_MARKER
+    return json.loads(done.read_text()) if done.exists() else None
+
+
 def save_adapter(model: Any, out: Path, log: list[dict]) -> None:
     model.save_pretrained(out)
     atomic_write_json(out / "training_log.json", log)

@@ -9,7 +9,6 @@ DPO engine's (``dpo.train_lora``).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +20,7 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
 from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
 from poisonlab.training.config import SFTTrainingConfig
-from poisonlab.training.loop import (
-    DONE_MARKER,
-    claim_folder,
-    lora_model_and_pairs,
-    mark_done,
-    save_adapter,
-    train_lora,
-    training_settings,
-)
+from poisonlab.training.loop import claim_or_finished, lora_model_and_pairs, mark_done, save_adapter, train_lora
 
 
 @dataclass
@@ -55,9 +46,8 @@ def train_sft(
     from accelerate import PartialState
 
     out = Path(out_dir)
-    claim_folder(out, training_settings(model_name, config, dataset))
-    if (out / DONE_MARKER).exists():
-        return SFTResult(**json.loads((out / DONE_MARKER).read_text()))
+    if (finished := claim_or_finished(out, model_name, config, dataset)) is not None:
+        return SFTResult(**finished)
     state = PartialState()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
