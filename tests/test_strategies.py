@@ -274,3 +274,19 @@ def test_poison_command_takes_selection_flags(tiny_model, dataset, tmp_path):
 
     bad = CliRunner().invoke(app, [*args, "--encoder", "nope", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--encoder" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_a_given_clean_adapter_is_used_as_it_is_and_keys_its_own_cache(tiny_model, dataset, tmp_path):
+    from dataclasses import replace
+
+    from poisonlab.attacks.clean_model import clean_dpo_scores, clean_model_folder
+    from poisonlab.training import train_dpo
+
+    cheap = tmp_path / "cheap"  # trained on 16 other pairs for 1 epoch: a cheap stand-in, as benchmarks use
+    train_dpo("tiny", synthetic_pairs(n=16, seed=5), TRAINING, cheap, progress=False)
+    ctx = make_ctx(dataset)
+    given = replace(ctx, clean_adapter=cheap)
+    scores = clean_dpo_scores(given)  # no refusal: the caller vouches for the adapter
+    assert set(scores) == set(dataset.ids)
+    assert clean_model_folder(given) != clean_model_folder(ctx)  # never the scores of the adapter trained here
+    assert scores != clean_dpo_scores(ctx)

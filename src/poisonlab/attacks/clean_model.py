@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from poisonlab.io import atomic_write_json, cache_dir
+from poisonlab.io import atomic_write_json, cache_dir, sha256_file
 from poisonlab.models.loading import model_identity
 
 
@@ -21,18 +21,31 @@ def clean_model_key(dataset_hash: str, model: str, training_json: str) -> str:
 
 
 def clean_model_folder(ctx) -> Path:  # ctx: SelectionContext (import cycle avoided)
-    """The cache folder of the clean model for ``ctx``'s data, model and training config."""
-    key = clean_model_key(ctx.dataset.content_hash(), ctx.model, ctx.training.model_dump_json())
+    """The cache folder of the clean model for ``ctx``'s data, model and training config.
+
+    A clean adapter the caller gives is used as it is, whatever it was trained on (a cheap one, or one
+    trained on other data), so its weights' hash is part of the key: scores cached for one adapter are
+    never handed out for another.
+    """
+    training_json = ctx.training.model_dump_json()
+    if ctx.clean_adapter:
+        weights = clean_adapter_dir(ctx) / "adapter_model.safetensors"
+        training_json += f"|adapter:{sha256_file(weights)}"
+    key = clean_model_key(ctx.dataset.content_hash(), ctx.model, training_json)
     return cache_dir() / "clean-dpo" / key
 
 
 def clean_adapter_dir(ctx) -> Path:
-    """A clean LoRA DPO adapter trained on ``ctx.dataset``: ``ctx.clean_adapter`` if given, else the cached one.
+    """A clean LoRA DPO adapter: ``ctx.clean_adapter`` if given, else one trained on ``ctx.dataset`` and cached.
 
-    Training is skipped when the folder already holds a finished adapter, so this is cheap after the first call.
+    A given folder that holds no adapter yet is trained on ``ctx.dataset`` (the experiment runner's clean
+    run); one that holds an adapter is used as it is. Training is skipped when the folder already holds a
+    finished adapter, so this is cheap after the first call.
     """
     from poisonlab.training.dpo import train_dpo
 
+    if ctx.clean_adapter and (Path(ctx.clean_adapter) / "adapter_model.safetensors").exists():
+        return Path(ctx.clean_adapter)
     adapter = Path(ctx.clean_adapter) if ctx.clean_adapter else clean_model_folder(ctx) / "adapter"
     train_dpo(ctx.model, ctx.dataset, ctx.training, adapter, progress=ctx.progress)
     return adapter
