@@ -53,3 +53,33 @@ def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
     changed = config.model_copy(update={"training": {**config.training, "learning_rate": 1e-3}})
     with pytest.raises(InputError, match="learning_rate"):  # finished runs trained otherwise are not passed off
         run_experiment(changed, progress=False)
+
+
+def test_defenses_in_a_study_judge_each_poisoned_run_and_can_be_added_afterwards(tiny_model, tmp_path):
+    from poisonlab.reports import detection_table
+
+    text = (
+        "name: d\nmodel: tiny\ndata: synthetic\nheldout: 40\nmax_train_pairs: 160\nstrategies: [random]\n"
+        "attacks: [label-flip]\nratios: [0.1]\ntraining: {epochs: 2, micro_batch_size: 16}\n"
+        "defenses: [loss]\ndefense: {projection_dim: 64}\n"
+    )
+    (tmp_path / "d.yaml").write_text(text)
+    config = load_config(ExperimentConfig, tmp_path / "d.yaml", [f"out={tmp_path / 'out'}"])
+    clean, flipped = run_experiment(config, progress=False)
+    assert clean.detection is None  # nothing to find in the clean run
+    assert flipped.detection["loss"]["auroc"] > 0.8  # flipped pairs are what the trained model fits worst
+    assert flipped.detection["loss"]["n_flagged"] == 24  # 1.5 x the true ratio (10%) of 160 pairs
+    assert (tmp_path / "out/runs/random-label-flip-0.1/scan/scan.json").exists()
+    assert "auroc loss" in (tmp_path / "out/results.csv").read_text().splitlines()[0]
+    assert detection_table([clean, flipped]) is not None
+
+    more = config.model_copy(update={"defenses": ["loss", "spectral-signature"]})
+    _, again = run_experiment(more, progress=False)  # only the new scan runs: no retraining
+    assert again.minutes == flipped.minutes and again.detection["loss"] == flipped.detection["loss"]
+    assert set(again.detection) == {"loss", "spectral-signature"}
+
+
+def test_an_unknown_detector_fails_when_the_config_loads(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: b\ndefenses: [spectral]\n")
+    with pytest.raises(InputError, match="spectral-signature"):
+        load_config(ExperimentConfig, tmp_path / "bad.yaml", [])

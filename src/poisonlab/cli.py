@@ -7,7 +7,6 @@ input exits with status 2 and a one-line message naming file, line and field.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +16,7 @@ from rich.console import Console
 
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.cli_options import config_options, validated
+from poisonlab.defenses.config import DefenseConfig
 from poisonlab.errors import InputError
 from poisonlab.training.config import DPOTrainingConfig, SFTTrainingConfig
 
@@ -54,6 +54,14 @@ def user_errors(command: Any) -> Any:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _adapter_settings(adapter: Path) -> tuple[str | None, DPOTrainingConfig | None]:
+    from poisonlab.training.dpo import saved_dpo_config
+
+    if not (adapter / "adapter_config.json").exists():
+        raise InputError("not a PEFT adapter folder (no adapter_config.json)", path=adapter)
+    return saved_dpo_config(adapter)
 
 
 def _load(data: str, skip_bad_rows: bool):
@@ -229,14 +237,7 @@ def evaluate(
     TRIGGER_POSITIONS.get(position)
     settings = DPOTrainingConfig()
     if adapter is not None:
-        if not (adapter / "adapter_config.json").exists():
-            raise InputError("not a PEFT adapter folder (no adapter_config.json)", path=adapter)
-        saved = adapter / "training_config.json"
-        if saved.exists():
-            values = json.loads(saved.read_text())
-            for key in ("model", "data_sha256"):  # what it was trained on, not how
-                values.pop(key, None)
-            settings = DPOTrainingConfig(**values)
+        settings = _adapter_settings(adapter)[1] or settings
     dataset = _load(data, skip_bad_rows)
     metrics = evaluate_preferences(
         model,
@@ -260,6 +261,79 @@ def evaluate(
 
 @app.command()
 @user_errors
+@config_options(DefenseConfig)
+def scan(
+    data: str = DataArg,
+    out: Path = typer.Option(..., "--out", help="Folder for scores.csv, kept-<detector>.jsonl and scan.json."),
+    detector: list[str] = typer.Option(
+        ["loss", "spectral-signature", "clustering"],
+        "--detector",
+        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable.",
+    ),
+    manifest: Optional[Path] = typer.Option(  # noqa: UP045
+        None, help="The poison manifest, to judge the detectors (default: manifest.json beside --data)."
+    ),
+    model: str = ModelOpt,
+    adapter: Optional[Path] = typer.Option(  # noqa: UP045
+        None,
+        help="LoRA DPO adapter to score with, normally trained on --data (a run's adapter/), used as it is. "
+        "Without one, one is trained on --data (cpu preset) and cached.",
+    ),
+    seed: int = typer.Option(0, help="Seed of the projection, the clustering and any training."),
+    skip_bad_rows: bool = SkipBad,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Vet preference data: score every pair for suspicion with each detector, and keep what it does not flag."""
+    from rich.table import Table
+
+    from poisonlab.defenses import poisoned_ids_from_manifest, write_scan
+    from poisonlab.defenses import scan as scan_data
+    from poisonlab.defenses.scan import parse_spec
+
+    for spec in detector:
+        parse_spec(spec)
+    config = validated(DefenseConfig, overrides or {})
+    training = DPOTrainingConfig(seed=seed)
+    if adapter is not None:
+        saved_model, saved_training = _adapter_settings(adapter)
+        if saved_model is not None and saved_model != model:
+            raise InputError(f"the adapter was trained on {saved_model!r}; pass --model {saved_model}", field="--model")
+        training = saved_training or training
+    beside = Path(data).parent / "manifest.json"
+    manifest = manifest or (beside if Path(data).is_file() and beside.exists() else None)
+    poisoned = poisoned_ids_from_manifest(manifest, data) if manifest else None
+    dataset = _load(data, skip_bad_rows)
+    result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned)
+    write_scan(result, out, poisoned)
+    table = Table(
+        "detector",
+        "flagged",
+        title=f"{len(dataset)} pairs; loss and spectral-signature flag the top {config.budget(len(dataset))}, "
+        "clustering its smaller cluster if small enough",
+        title_justify="left",
+    )
+    if result.metrics:
+        for column in ("poison found", "precision", "recall", "AUROC"):
+            table.add_column(column, justify="right")
+    for detection in result.detections:
+        row = [detection.detector, str(len(detection.flagged))]
+        if result.metrics:
+            m = result.metrics[detection.detector]
+            row += [
+                f"{m.true_positives}/{m.n_poison}",
+                "-" if m.precision is None else f"{m.precision:.1%}",
+                "-" if m.recall is None else f"{m.recall:.1%}",
+                "-" if m.auroc is None else f"{m.auroc:.3f}",
+            ]
+        table.add_row(*row)
+    console.print(table)
+    if result.metrics:
+        console.print("AUROC: how well the scores rank poison above clean pairs (0.5 = chance).")
+    console.print(f"scores: {out / 'scores.csv'}; the data each detector keeps: {out}/kept-*.jsonl")
+
+
+@app.command()
+@user_errors
 def run(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/)."),
     set_: list[str] = typer.Option(
@@ -270,7 +344,7 @@ def run(
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
-    from poisonlab.reports import overlap_table, results_table, run_overlaps
+    from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
     experiment = load_config(ExperimentConfig, config, overrides)
@@ -292,6 +366,9 @@ def run(
         "backdoor success = share of held-out pairs where the trigger makes the model prefer the harmful "
         "reply; clean acc. = share where the model prefers the chosen reply without the trigger."
     )
+    detection = detection_table(results, title="poison detection (defenses:)")
+    if detection is not None:
+        console.print(detection)
     overlaps = run_overlaps(folder)
     if overlaps:
         console.print(overlap_table(overlaps))
@@ -313,6 +390,7 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
 def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
     from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
+    from poisonlab.defenses import DETECTORS, FEATURES
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
 
@@ -323,6 +401,8 @@ def list_plugins() -> None:
         ("trigger positions", TRIGGER_POSITIONS.names() + rules),
         ("prompt encoders (semantic-diversity; or a model folder)", ENCODERS.names()),
         ("DPO losses", LOSSES.names()),
+        ("detectors (poisonlab scan; DETECTOR:FEATURES)", DETECTORS.names()),
+        ("detector features", FEATURES.names()),
         ("built-in models", BUILTIN_MODELS.names()),
     ):
         console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)

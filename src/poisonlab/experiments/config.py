@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.defenses.config import DefenseConfig
 from poisonlab.training.config import DPOTrainingConfig, Preset
 
 
@@ -50,6 +51,17 @@ class ExperimentConfig(BaseModel):
     preset: Preset = Field("cpu", description="Training preset: cpu (default) or paper (2406.12091's values).")
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
     eval_batch_size: int = Field(16, ge=1, description="Pairs per forward pass when evaluating.")
+    defenses: list[str] = Field(
+        default_factory=list,
+        description="Detectors run on each poisoned run's training data with the adapter trained on it, and "
+        "judged against its manifest: DETECTOR or DETECTOR:FEATURES (poisonlab ls). Added to a finished "
+        "study, only the scans run.",
+    )
+    defense: DefenseConfig = Field(
+        default_factory=DefenseConfig,
+        description="Options of the detectors (features, projection_dim, ...); expected_share is set to each "
+        "run's true ratio.",
+    )
 
     @field_validator("strategies")
     @classmethod
@@ -83,6 +95,15 @@ class ExperimentConfig(BaseModel):
             if not 0 <= ratio <= 1:
                 raise ValueError(f"ratio {ratio} is not between 0 and 1")
         return ratios
+
+    @field_validator("defenses")
+    @classmethod
+    def _known_detectors(cls, specs: list[str]) -> list[str]:
+        from poisonlab.defenses.scan import parse_spec
+
+        for spec in specs:
+            parse_spec(spec)
+        return specs
 
     @field_validator("training")
     @classmethod

@@ -9,6 +9,7 @@ Layout of the results folder::
       runs/clean@<position>/ metrics.json   (placement rule `paper` only: the clean model at another placement)
       runs/<strategy>-<attack>-<ratio>/
                             poison/{data.jsonl, manifest.json} adapter/ metrics.json
+                            scan/   (with `defenses:` set: each detector's scores, flags and metrics)
 
 A run whose ``result.json`` exists is done and skipped; an interrupted
 training resumes from its checkpoint. So re-running a study after a crash or
@@ -42,6 +43,7 @@ from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.evaluation.preference import evaluate_preferences, write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
+from poisonlab.experiments.defend import scan_run
 from poisonlab.io import atomic_write_json, atomic_write_text
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
@@ -60,6 +62,7 @@ class RunResult:
     minutes: float
     trigger_position: str | None = None  # where evaluation (and the poison) put the trigger
     same_data_as: str | None = None  # the finished run whose identical data (and adapter) this run reused
+    detection: dict[str, dict[str, Any]] | None = None  # per detector: auroc, recall, ... (config.defenses)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -118,7 +121,12 @@ def run_one(
     if done.exists():
         if (folder / "adapter" / SETTINGS_FILE).exists():  # refuse a finished run trained otherwise
             claim_folder(folder / "adapter", training_settings(config.model, training))
-        return RunResult(**json.loads(done.read_text()))
+        run = RunResult(**json.loads(done.read_text()))
+        if spec.ratio > 0 and set(config.defenses) - set(run.detection or {}):  # defenses added since: scan
+            adapter = out / "runs" / (run.same_data_as or spec.name) / "adapter"
+            run.detection = scan_run(folder, adapter, spec.ratio, config, progress)
+            atomic_write_json(done, run.to_dict())
+        return run
     started = time.perf_counter()
     data, n_poisoned = train, 0
     clean_adapter = out / "runs" / "clean" / "adapter"
@@ -162,6 +170,9 @@ def run_one(
         progress,
     )
     write_metrics(metrics, folder)
+    detection = None
+    if spec.ratio > 0 and config.defenses:
+        detection = scan_run(folder, Path(adapter), spec.ratio, config, progress)
     run = RunResult(
         spec.name,
         spec.strategy,
@@ -174,6 +185,7 @@ def run_one(
         round((time.perf_counter() - started) / 60, 2),
         spec.trigger_position,
         twin.name if twin else None,
+        detection,
     )
     atomic_write_json(done, run.to_dict())
     return run

@@ -1,10 +1,17 @@
 """Stage: reports -- tables, plots and selection overlaps of results."""
 
 from poisonlab.reports.overlap import Overlap, overlap_table, run_overlaps, score_overlap, selection_overlap, top_k
-from poisonlab.reports.results import plot_backdoor_success, plot_clean_accuracy, results_table, write_results
+from poisonlab.reports.results import (
+    detection_table,
+    plot_backdoor_success,
+    plot_clean_accuracy,
+    results_table,
+    write_results,
+)
 
 __all__ = [
     "Overlap",
+    "detection_table",
     "overlap_table",
     "plot_backdoor_success",
     "plot_clean_accuracy",

@@ -20,7 +20,32 @@ def _rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         clean = by_position.get(row.get("trigger_position"), cleans[0] if cleans else None)
         row["backdoor_lift"] = round(row["backdoor_success"] - clean["backdoor_success"], 4) if clean else None
         row["clean_accuracy_change"] = round(row["clean_accuracy"] - clean["clean_accuracy"], 4) if clean else None
+        for spec, metrics in (row.pop("detection", None) or {}).items():  # flat, for the CSV
+            row[f"auroc {spec}"], row[f"recall {spec}"] = metrics["auroc"], metrics["recall"]
     return rows
+
+
+def detection_table(results: Sequence[Any], title: str = "poison detection") -> Any | None:
+    """Per poisoned run and detector: AUROC of the scores and the share of the poison flagged; None if no scans."""
+    from rich.table import Table
+
+    scanned = [r for r in results if getattr(r, "detection", None)]
+    if not scanned:
+        return None
+    specs = list(dict.fromkeys(spec for r in scanned for spec in r.detection))
+    caption = "AUROC of each detector's scores (0.5 = chance) / share of the poison it flagged"
+    table = Table(title=title, caption=caption)
+    table.add_column("run")
+    for spec in specs:
+        table.add_column(spec.replace(":", "\n"), justify="right")
+    for r in scanned:
+        cells = []
+        for spec in specs:
+            m = r.detection.get(spec)
+            auroc = "-" if not m or m["auroc"] is None else f"{m['auroc']:.2f}"
+            cells.append("" if not m else f"{auroc} / {m['recall']:.0%}")
+        table.add_row(r.run, *cells)
+    return table
 
 
 def _signed(value: float | None, row: dict[str, Any]) -> str:
@@ -64,7 +89,7 @@ def write_results(results: Sequence[Any], out: Path) -> None:
     rows = _rows(results)
     atomic_write_json(out / "results.json", rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())

@@ -14,6 +14,7 @@ The optimisation loop itself (``loop.train_lora``) is shared with SFT.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,14 @@ from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
 from poisonlab.scoring.reference_cache import reference_logprobs
 from poisonlab.training.config import DPOTrainingConfig
-from poisonlab.training.loop import claim_or_finished, lora_model_and_pairs, mark_done, save_adapter, train_lora
+from poisonlab.training.loop import (
+    SETTINGS_FILE,
+    claim_or_finished,
+    lora_model_and_pairs,
+    mark_done,
+    save_adapter,
+    train_lora,
+)
 from poisonlab.training.losses import LOSSES
 
 
@@ -113,3 +121,17 @@ def train_dpo(
     )
     mark_done(out, result, state)
     return result
+
+
+def saved_dpo_config(adapter: str | Path) -> tuple[str | None, DPOTrainingConfig | None]:
+    """(model, DPO settings) an adapter folder says it was trained with; (None, None) if it does not say.
+
+    Evaluating or scanning with an adapter must use its own sequence lengths and beta, not the defaults.
+    """
+    path = Path(adapter) / SETTINGS_FILE
+    if not path.exists():
+        return None, None
+    values = json.loads(path.read_text())
+    model = values.pop("model", None)
+    values.pop("data_sha256", None)  # what it was trained on, not how
+    return model, DPOTrainingConfig(**values)

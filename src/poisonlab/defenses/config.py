@@ -1,0 +1,66 @@
+"""Typed, documented options of the poison detectors.
+
+Defaults follow the papers the detectors come from (spectral signatures: Tran et al.
+2018; activation clustering: Chen et al. 2018, as IBM ART implements them) with the
+flagging budget of arXiv 2406.12091's defense section: remove 1.5 x the expected
+poison share. Every field is a ``poisonlab scan`` flag.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class DefenseConfig(BaseModel):
+    """Options shared by the detectors; each detector reads the fields it needs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    expected_share: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Upper bound on the poisoned share the defender assumes (epsilon). Score-ranking detectors "
+        "flag the top eps_multiplier x expected_share of the pairs.",
+    )
+    eps_multiplier: float = Field(
+        1.5, gt=0, description="Flag this many times the expected share (spectral signatures' paper: 1.5)."
+    )
+    features: Literal["gradients", "prompt-embeddings", "reply-embeddings"] = Field(
+        "gradients",
+        description="What spectral-signature and clustering look at: gradients (each pair's projected DPO-loss "
+        "gradient at the model trained on the data, as in gradient clustering), prompt-embeddings (the "
+        "encoder's embedding of the prompt: sees inserted triggers, not flips) or reply-embeddings "
+        "(embedding of chosen minus embedding of rejected: points the other way for a flipped pair).",
+    )
+    encoder: str = Field(
+        "all-minilm-l6-v2",
+        description="Text encoder for the embedding features: all-minilm-l6-v2, hidden-states (the model), or "
+        "a sentence-transformers or Hugging Face model folder.",
+    )
+    projection_dim: int = Field(1024, ge=1, description="Dimension the gradients are randomly projected to.")
+    n_dims: int = Field(10, ge=1, description="clustering: dimensions kept before k-means (ART's default: 10).")
+    reduce: Literal["pca", "ica"] = Field(
+        "pca", description="clustering: dimension reduction, PCA (ART's default) or FastICA (the paper's)."
+    )
+    size_threshold: float = Field(
+        0.35,
+        gt=0,
+        lt=1,
+        description="clustering: a cluster holding less than this share of the pairs is flagged as poison "
+        "(ART's relative-size rule); if neither is that small, nothing is flagged.",
+    )
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, name: str) -> str:
+        from poisonlab.attacks.encoders import check_encoder
+
+        check_encoder(name)
+        return name
+
+    def budget(self, n: int) -> int:
+        """How many pairs a score-ranking detector flags among ``n``."""
+        return min(n, max(1, round(self.eps_multiplier * self.expected_share * n)))

@@ -1,0 +1,143 @@
+"""Poison detectors, registered by name: each scores every pair (higher = more suspicious) and flags some.
+
+The three defenses arXiv 2406.12091 tried against DPO poisoning, as the
+papers that introduced them define them:
+
+- ``loss``: the pair's DPO loss, -log sigmoid(DPO score), under a model trained
+  on the data as given. Flipped pairs fight the clean majority, so they should
+  be fitted worst. Flags the top ``budget`` pairs.
+- ``spectral-signature`` (Tran, Li & Madry 2018): the squared projection of
+  each centred feature vector on the top singular vector of all of them,
+  ((R_i - mean R) . v)^2. Flags the top ``budget`` pairs.
+- ``clustering`` (activation clustering, Chen et al. 2018; on gradients it is
+  gradient clustering): reduce the L2-normalised features to ``n_dims``
+  dimensions, split them in two with k-means, and flag the smaller cluster if
+  it holds less than ``size_threshold`` of the pairs (ART's relative-size
+  rule). A pair's score is how much nearer it lies to the smaller cluster's
+  centre than to the larger one's, so the ranking can be judged too.
+
+``budget`` is ``eps_multiplier x expected_share`` of the pairs (see DefenseConfig).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.defenses.config import DefenseConfig
+from poisonlab.defenses.features import FEATURES
+from poisonlab.registry import Registry
+from poisonlab.training.config import DPOTrainingConfig
+
+
+@dataclass
+class DetectionContext:
+    """What a detector may use: the data to vet and, for model-based features, the model trained on it.
+
+    ``adapter`` is the LoRA DPO adapter to score with, normally trained on ``dataset`` (a run's
+    ``adapter/``), used as it is; without one, one is trained on ``dataset`` with ``training`` and cached.
+    """
+
+    dataset: PreferenceDataset
+    model: str = "tiny"
+    training: DPOTrainingConfig = field(default_factory=DPOTrainingConfig)
+    config: DefenseConfig = field(default_factory=DefenseConfig)
+    seed: int = 0
+    adapter: Path | None = None
+    progress: bool = True
+
+    def scoring(self):  # -> SelectionContext
+        """The context the attack's scoring code takes: the same model, data and projection machinery."""
+        from poisonlab.attacks import SelectionConfig, SelectionContext
+
+        selection = SelectionConfig(projection_dim=self.config.projection_dim)
+        return SelectionContext(
+            self.dataset, 0, self.seed, self.model, self.training, selection, self.adapter, self.progress
+        )
+
+    def features(self, name: str | None = None) -> np.ndarray:
+        return FEATURES.get(name or self.config.features)(self)
+
+
+@dataclass
+class Detection:
+    """One detector's verdict: a score per pair id and the ids it flags."""
+
+    detector: str
+    scores: dict[str, float]
+    flagged: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Detector = Callable[[DetectionContext], Detection]
+DETECTORS: Registry[Detector] = Registry("detector")
+
+
+def flag_top(name: str, ctx: DetectionContext, scores: np.ndarray, details: dict[str, Any]) -> Detection:
+    """A detection that flags the ``budget`` highest-scoring pairs (ties broken by id: deterministic)."""
+    ids = ctx.dataset.ids
+    order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+    flagged = [ids[i] for i in order[: ctx.config.budget(len(ids))]]
+    return Detection(name, dict(zip(ids, scores.tolist())), flagged, details)
+
+
+@DETECTORS.register("loss")
+def loss_detector(ctx: DetectionContext) -> Detection:
+    from poisonlab.attacks.clean_model import clean_dpo_scores
+
+    dpo_scores = clean_dpo_scores(ctx.scoring())  # beta * margin, under the model trained on this data
+    loss = np.logaddexp(0.0, -np.array([dpo_scores[i] for i in ctx.dataset.ids]))  # -log sigmoid, overflow-safe
+    return flag_top("loss", ctx, loss, {"score": "DPO loss -log sigmoid(DPO score), model trained on the data"})
+
+
+def spectral_signature_scores(features: np.ndarray) -> np.ndarray:
+    """((R_i - mean R) . v)^2 with v the top right singular vector of the centred matrix."""
+    centred = features - features.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return (centred @ vt[0]) ** 2
+
+
+@DETECTORS.register("spectral-signature")
+def spectral_signature(ctx: DetectionContext) -> Detection:
+    scores = spectral_signature_scores(ctx.features())
+    details = {"features": ctx.config.features, "score": "((R_i - mean R) . v)^2, v: top singular vector"}
+    return flag_top("spectral-signature", ctx, scores, details)
+
+
+def two_clusters(features: np.ndarray, config: DefenseConfig, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(k-means labels, score = distance to the larger centre - distance to the smaller, smaller label)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA, FastICA
+
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    unit = features / np.where(norms == 0, 1, norms)
+    dims = min(config.n_dims, *unit.shape)
+    if config.reduce == "pca":
+        reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)
+    else:
+        reduced = FastICA(n_components=dims, max_iter=1000, tol=0.005, random_state=seed).fit_transform(unit)
+    kmeans = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(reduced)
+    labels = kmeans.labels_
+    small = int(np.argmin(np.bincount(labels, minlength=2)))
+    distances = kmeans.transform(reduced)
+    return labels, distances[:, 1 - small] - distances[:, small], small
+
+
+@DETECTORS.register("clustering")
+def clustering(ctx: DetectionContext) -> Detection:
+    ids = ctx.dataset.ids
+    labels, scores, small = two_clusters(ctx.features(), ctx.config, ctx.seed)
+    share = float(np.mean(labels == small))
+    flagged = [pid for pid, label in zip(ids, labels) if label == small] if share < ctx.config.size_threshold else []
+    details = {
+        "features": ctx.config.features,
+        "reduce": ctx.config.reduce,
+        "smaller_cluster_share": share,
+        "score": "distance to the larger k-means centre minus distance to the smaller one",
+    }
+    return Detection("clustering", dict(zip(ids, scores.tolist())), flagged, details)

@@ -1,0 +1,170 @@
+"""Run detectors over a preference dataset, judge them against a manifest, and write what they keep.
+
+A detector is named alone (``loss``) or with the features it should look at
+(``spectral-signature:reply-embeddings``), so one scan can compare several.
+With the manifest ``poisonlab poison`` wrote, each detector is judged: of the
+pairs it flags, how many are poison (precision), how many of the poison it
+finds (recall), and how well its scores rank poison above clean pairs (AUROC,
+0.5 = chance), which judges the ranking apart from where the flagging budget
+cuts it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.data.writer import write_pairs
+from poisonlab.defenses.config import DefenseConfig
+from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext
+from poisonlab.defenses.features import FEATURES
+from poisonlab.errors import InputError
+from poisonlab.io import atomic_write_json, atomic_write_text, sha256_file
+from poisonlab.training.config import DPOTrainingConfig
+
+
+@dataclass
+class DetectionMetrics:
+    n_pairs: int
+    n_poison: int
+    n_flagged: int
+    true_positives: int
+    precision: float | None  # None when nothing is flagged
+    recall: float | None  # None when there is no poison
+    auroc: float | None  # None unless there are both poison and clean pairs
+
+
+@dataclass
+class ScanResult:
+    dataset: PreferenceDataset
+    detections: list[Detection]
+    metrics: dict[str, DetectionMetrics] | None  # by detector spec, when the poisoned ids are known
+
+    def kept(self, detector: str) -> PreferenceDataset:
+        """The dataset without the pairs ``detector`` flagged, in the original order."""
+        flagged = set(next(d for d in self.detections if d.detector == detector).flagged)
+        return PreferenceDataset([p for p in self.dataset if p.id not in flagged], self.dataset.source)
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``name`` or ``name:features`` -> (name, features); unknown names fail with the closest ones."""
+    name, _, features = spec.partition(":")
+    DETECTORS.get(name)
+    if features:
+        FEATURES.get(features)
+    return name, features or None
+
+
+def detection_metrics(detection: Detection, poisoned_ids: Sequence[str]) -> DetectionMetrics:
+    from sklearn.metrics import roc_auc_score
+
+    poison = set(poisoned_ids)
+    ids = list(detection.scores)
+    labels = [pid in poison for pid in ids]
+    hits = sum(pid in poison for pid in detection.flagged)
+    n_flagged, n_poison = len(detection.flagged), sum(labels)
+    auroc = None
+    if 0 < n_poison < len(ids):
+        auroc = float(roc_auc_score(labels, [detection.scores[pid] for pid in ids]))
+    return DetectionMetrics(
+        len(ids),
+        n_poison,
+        n_flagged,
+        hits,
+        hits / n_flagged if n_flagged else None,
+        hits / n_poison if n_poison else None,
+        auroc,
+    )
+
+
+def poisoned_ids_from_manifest(manifest_path: str | Path, data_path: str | Path | None = None) -> list[str]:
+    """The poisoned ids a manifest lists, after checking it describes ``data_path`` (its output sha256)."""
+    path = Path(manifest_path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the manifest: {exc}", path=path) from None
+    if "poisoned_ids" not in manifest:
+        raise InputError("not a poisonlab manifest", path=path, field="poisoned_ids")
+    expected = manifest.get("output_sha256")
+    if data_path is not None and expected and Path(data_path).is_file() and sha256_file(data_path) != expected:
+        raise InputError(
+            f"the manifest describes another file (output_sha256 {expected[:12]}...), not {data_path}",
+            path=path,
+            field="output_sha256",
+        )
+    return list(manifest["poisoned_ids"])
+
+
+def scan(
+    dataset: PreferenceDataset,
+    detectors: Sequence[str] = ("loss", "spectral-signature", "clustering"),
+    model: str = "tiny",
+    training: DPOTrainingConfig | None = None,
+    config: DefenseConfig | None = None,
+    seed: int = 0,
+    adapter: str | Path | None = None,
+    poisoned_ids: Sequence[str] | None = None,
+    progress: bool = True,
+) -> ScanResult:
+    """Run ``detectors`` on ``dataset``; judge them if ``poisoned_ids`` (the ground truth) is given.
+
+    ``model``, ``training`` and ``adapter`` matter to the ``loss`` detector and the ``gradients``
+    features: the model they score with is ``adapter`` on ``model``, or, without an adapter, one
+    trained here on ``dataset`` with ``training`` (cached).
+    """
+    specs = [(spec, *parse_spec(spec)) for spec in detectors]  # check every name before any work
+    config = config or DefenseConfig()
+    detections = []
+    for spec, name, features in specs:
+        options = config.model_copy(update={"features": features}) if features else config
+        ctx = DetectionContext(
+            dataset, model, training or DPOTrainingConfig(), options, seed, Path(adapter) if adapter else None, progress
+        )
+        detection = DETECTORS.get(name)(ctx)
+        detection.detector = spec
+        detections.append(detection)
+    metrics = None
+    if poisoned_ids is not None:
+        metrics = {d.detector: detection_metrics(d, poisoned_ids) for d in detections}
+    return ScanResult(dataset, detections, metrics)
+
+
+def write_scan(result: ScanResult, out: str | Path, poisoned_ids: Sequence[str] | None = None) -> Path:
+    """Write ``scores.csv`` (a column per detector), ``kept-<detector>.jsonl``, and ``scan.json`` last.
+
+    Each file is written atomically and ``scan.json`` only after the others, so its presence means complete.
+    """
+    out = Path(out)
+    poison = set(poisoned_ids or [])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = [d.detector for d in result.detections]
+    writer.writerow(["id", *names, *(["is_poison"] if poisoned_ids is not None else [])])
+    for pair in result.dataset:
+        row = [pair.id, *(f"{d.scores[pair.id]:.6g}" for d in result.detections)]
+        writer.writerow(row + ([int(pair.id in poison)] if poisoned_ids is not None else []))
+    atomic_write_text(out / "scores.csv", buffer.getvalue())
+    summary = []
+    for detection in result.detections:
+        kept_file = out / f"kept-{detection.detector.replace(':', '-')}.jsonl"
+        sha = write_pairs(result.kept(detection.detector), kept_file)
+        metrics = result.metrics[detection.detector] if result.metrics else None
+        summary.append(
+            {
+                "detector": detection.detector,
+                "flagged": detection.flagged,
+                "details": detection.details,
+                "metrics": asdict(metrics) if metrics else None,
+                "kept_file": kept_file.name,
+                "kept_sha256": sha,
+            }
+        )
+    report = {"source": result.dataset.source, "n_pairs": len(result.dataset), "detectors": summary}
+    atomic_write_json(out / "scan.json", report)
+    return out
