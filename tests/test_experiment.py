@@ -78,6 +78,19 @@ def test_defenses_in_a_study_judge_each_poisoned_run_and_can_be_added_afterwards
     assert again.minutes == flipped.minutes and again.detection["loss"] == flipped.detection["loss"]
     assert set(again.detection) == {"loss", "spectral-signature"}
 
+    retrain = more.model_copy(update={"retrain_without_flags": True})
+    _, cleaned = run_experiment(retrain, progress=False)  # trains on what each detector keeps
+    kept = tmp_path / "out/runs/random-label-flip-0.1/scan/adapter-loss/training_config.json"
+    assert (
+        json.loads(kept.read_text())["data_sha256"]
+        != json.loads((tmp_path / "out/runs/random-label-flip-0.1/adapter/training_config.json").read_text())[
+            "data_sha256"
+        ]
+    )  # trained on the 136 kept pairs, not the poisoned 160
+    for summary in cleaned.detection.values():
+        assert 0 <= summary["clean_accuracy_after"] <= 1 and 0 <= summary["backdoor_success_after"] <= 1
+    assert "backdoor after loss" in (tmp_path / "out/results.csv").read_text().splitlines()[0]
+
 
 def test_an_unknown_detector_fails_when_the_config_loads(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: b\ndefenses: [spectral]\n")

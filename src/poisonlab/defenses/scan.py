@@ -60,6 +60,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, features or None
 
 
+def kept_file_name(spec: str) -> str:
+    """The file ``write_scan`` writes the pairs ``spec`` does not flag to."""
+    return f"kept-{spec.replace(':', '-')}.jsonl"
+
+
 def detection_metrics(detection: Detection, poisoned_ids: Sequence[str]) -> DetectionMetrics:
     from sklearn.metrics import roc_auc_score
 
@@ -152,7 +157,7 @@ def write_scan(result: ScanResult, out: str | Path, poisoned_ids: Sequence[str] 
     atomic_write_text(out / "scores.csv", buffer.getvalue())
     summary = []
     for detection in result.detections:
-        kept_file = out / f"kept-{detection.detector.replace(':', '-')}.jsonl"
+        kept_file = out / kept_file_name(detection.detector)
         sha = write_pairs(result.kept(detection.detector), kept_file)
         metrics = result.metrics[detection.detector] if result.metrics else None
         summary.append(

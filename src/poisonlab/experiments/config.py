@@ -57,6 +57,11 @@ class ExperimentConfig(BaseModel):
         "judged against its manifest: DETECTOR or DETECTOR:FEATURES (poisonlab ls). Added to a finished "
         "study, only the scans run.",
     )
+    retrain_without_flags: bool = Field(
+        False,
+        description="With defenses: also train on the pairs each detector keeps and evaluate that model (does "
+        "removing the flagged pairs remove the backdoor?). One more training per detector and poisoned run.",
+    )
     defense: DefenseConfig = Field(
         default_factory=DefenseConfig,
         description="Options of the detectors (features, projection_dim, ...); expected_share is set to each "

@@ -41,9 +41,9 @@ from poisonlab.attacks.inject import poison_dataset, write_poisoned
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
-from poisonlab.evaluation.preference import evaluate_preferences, write_metrics
+from poisonlab.evaluation.preference import PreferenceMetrics, evaluate_preferences, write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
-from poisonlab.experiments.defend import scan_run
+from poisonlab.experiments.defend import defend_run
 from poisonlab.io import atomic_write_json, atomic_write_text
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
@@ -118,14 +118,33 @@ def run_one(
     folder = out / "runs" / spec.name
     done = folder / "result.json"
     training = config.training_config()
+
+    def evaluate(adapter: str | Path) -> PreferenceMetrics:
+        return evaluate_preferences(
+            config.model,
+            heldout,
+            adapter,
+            config.trigger,
+            spec.trigger_position,
+            training.beta,
+            training.max_length,
+            training.max_reply_length,
+            config.eval_batch_size,
+            training.bf16,
+            config.seed,
+            progress,
+        )
+
     if done.exists():
         if (folder / "adapter" / SETTINGS_FILE).exists():  # refuse a finished run trained otherwise
             claim_folder(folder / "adapter", training_settings(config.model, training))
         run = RunResult(**json.loads(done.read_text()))
-        if spec.ratio > 0 and set(config.defenses) - set(run.detection or {}):  # defenses added since: scan
+        if spec.ratio > 0 and config.defenses:  # defenses added since the run finished: only they run
             adapter = out / "runs" / (run.same_data_as or spec.name) / "adapter"
-            run.detection = scan_run(folder, adapter, spec.ratio, config, progress)
-            atomic_write_json(done, run.to_dict())
+            before = json.dumps(run.detection)
+            run.detection = defend_run(folder, adapter, spec.ratio, config, run.detection, evaluate, progress)
+            if json.dumps(run.detection) != before:
+                atomic_write_json(done, run.to_dict())
         return run
     started = time.perf_counter()
     data, n_poisoned = train, 0
@@ -155,24 +174,11 @@ def run_one(
     else:
         adapter_dir = folder / "adapter" if spec.ratio > 0 else clean_adapter  # clean@<position> reuses it
         adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress).adapter_dir
-    metrics = evaluate_preferences(
-        config.model,
-        heldout,
-        adapter,
-        config.trigger,
-        spec.trigger_position,
-        training.beta,
-        training.max_length,
-        training.max_reply_length,
-        config.eval_batch_size,
-        training.bf16,
-        config.seed,
-        progress,
-    )
+    metrics = evaluate(adapter)
     write_metrics(metrics, folder)
     detection = None
     if spec.ratio > 0 and config.defenses:
-        detection = scan_run(folder, Path(adapter), spec.ratio, config, progress)
+        detection = defend_run(folder, Path(adapter), spec.ratio, config, None, evaluate, progress)
     run = RunResult(
         spec.name,
         spec.strategy,

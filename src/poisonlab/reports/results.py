@@ -22,6 +22,9 @@ def _rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         row["clean_accuracy_change"] = round(row["clean_accuracy"] - clean["clean_accuracy"], 4) if clean else None
         for spec, metrics in (row.pop("detection", None) or {}).items():  # flat, for the CSV
             row[f"auroc {spec}"], row[f"recall {spec}"] = metrics["auroc"], metrics["recall"]
+            if "backdoor_success_after" in metrics:
+                row[f"backdoor after {spec}"] = metrics["backdoor_success_after"]
+                row[f"clean acc. after {spec}"] = metrics["clean_accuracy_after"]
     return rows
 
 
@@ -33,7 +36,9 @@ def detection_table(results: Sequence[Any], title: str = "poison detection") -> 
     if not scanned:
         return None
     specs = list(dict.fromkeys(spec for r in scanned for spec in r.detection))
-    caption = "AUROC of each detector's scores (0.5 = chance) / share of the poison it flagged"
+    caption = "AUROC (0.5 = chance) / share of the poison flagged"
+    if any("backdoor_success_after" in m for r in scanned for m in r.detection.values()):
+        caption += " -> backdoor success after training without the flagged pairs"
     table = Table(title=title, caption=caption)
     table.add_column("run")
     for spec in specs:
@@ -43,7 +48,8 @@ def detection_table(results: Sequence[Any], title: str = "poison detection") -> 
         for spec in specs:
             m = r.detection.get(spec)
             auroc = "-" if not m or m["auroc"] is None else f"{m['auroc']:.2f}"
-            cells.append("" if not m else f"{auroc} / {m['recall']:.0%}")
+            after = f" -> {m['backdoor_success_after']:.0%}" if m and "backdoor_success_after" in m else ""
+            cells.append("" if not m else f"{auroc} / {m['recall']:.0%}{after}")
         table.add_row(r.run, *cells)
     return table
 
