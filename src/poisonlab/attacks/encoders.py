@@ -22,8 +22,10 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import AfterValidator
 
 from poisonlab.io import atomic_write_bytes, cache_dir
 from poisonlab.registry import Registry
@@ -114,6 +116,15 @@ def check_encoder(name: str) -> None:
     """Fail early (with the closest registered names) unless ``name`` is registered or a model folder."""
     if name not in ENCODERS and not (Path(name).expanduser() / "config.json").exists():
         ENCODERS.get(name)
+
+
+def known_encoder(name: str) -> str:
+    """``name``, checked as :func:`check_encoder` does: the validator of every config's ``encoder`` field."""
+    check_encoder(name)
+    return name
+
+
+EncoderName = Annotated[str, AfterValidator(known_encoder)]
 
 
 def get_encoder(name: str, run_model: str = "tiny") -> Encoder:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from poisonlab.attacks.encoders import EncoderName
 
 
 class SelectionConfig(BaseModel):
@@ -43,17 +45,9 @@ class SelectionConfig(BaseModel):
         "larger is faster, at batch x (LoRA parameters) x 4 bytes of memory.",
     )
     n_clusters: int = Field(10, ge=1, description="k-means clusters of candidate prompts (paper: 3 and 10).")
-    encoder: str = Field(
+    encoder: EncoderName = Field(
         "all-minilm-l6-v2",
         description="Prompt encoder for semantic-diversity: all-minilm-l6-v2, hidden-states (the run's model), "
         "or the path of a sentence-transformers or Hugging Face model folder.",
     )
     embed_batch_size: int = Field(32, ge=1, description="Prompts per forward pass of the encoder.")
-
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, name: str) -> str:
-        from poisonlab.attacks.encoders import check_encoder
-
-        check_encoder(name)
-        return name

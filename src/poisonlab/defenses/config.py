@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from poisonlab.attacks.encoders import EncoderName
 
 
 class DefenseConfig(BaseModel):
@@ -35,7 +37,7 @@ class DefenseConfig(BaseModel):
         "encoder's embedding of the prompt: sees inserted triggers, not flips) or reply-embeddings "
         "(embedding of chosen minus embedding of rejected: points the other way for a flipped pair).",
     )
-    encoder: str = Field(
+    encoder: EncoderName = Field(
         "all-minilm-l6-v2",
         description="Text encoder for the embedding features: all-minilm-l6-v2, hidden-states (the model), or "
         "a sentence-transformers or Hugging Face model folder.",
@@ -52,14 +54,6 @@ class DefenseConfig(BaseModel):
         description="clustering: a cluster holding less than this share of the pairs is flagged as poison "
         "(ART's relative-size rule); if neither is that small, nothing is flagged.",
     )
-
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, name: str) -> str:
-        from poisonlab.attacks.encoders import check_encoder
-
-        check_encoder(name)
-        return name
 
     def budget(self, n: int) -> int:
         """How many pairs a score-ranking detector flags among ``n``."""
