@@ -284,11 +284,10 @@ def scan(
     overrides: dict[str, Any] | None = None,
 ) -> None:
     """Vet preference data: score every pair for suspicion with each detector, and keep what it does not flag."""
-    from rich.table import Table
-
     from poisonlab.defenses import poisoned_ids_from_manifest, write_scan
     from poisonlab.defenses import scan as scan_data
     from poisonlab.defenses.scan import parse_spec
+    from poisonlab.reports import scan_table
 
     for spec in detector:
         parse_spec(spec)
@@ -305,28 +304,7 @@ def scan(
     dataset = _load(data, skip_bad_rows)
     result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned)
     write_scan(result, out, poisoned)
-    table = Table(
-        "detector",
-        "flagged",
-        title=f"{len(dataset)} pairs; loss and spectral-signature flag the top {config.budget(len(dataset))}, "
-        "clustering its smaller cluster if small enough",
-        title_justify="left",
-    )
-    if result.metrics:
-        for column in ("poison found", "precision", "recall", "AUROC"):
-            table.add_column(column, justify="right")
-    for detection in result.detections:
-        row = [detection.detector, str(len(detection.flagged))]
-        if result.metrics:
-            m = result.metrics[detection.detector]
-            row += [
-                f"{m.true_positives}/{m.n_poison}",
-                "-" if m.precision is None else f"{m.precision:.1%}",
-                "-" if m.recall is None else f"{m.recall:.1%}",
-                "-" if m.auroc is None else f"{m.auroc:.3f}",
-            ]
-        table.add_row(*row)
-    console.print(table)
+    console.print(scan_table(result, config.budget(len(dataset))))
     if result.metrics:
         console.print("AUROC: how well the scores rank poison above clean pairs (0.5 = chance).")
     console.print(f"scores: {out / 'scores.csv'}; the data each detector keeps: {out}/kept-*.jsonl")

@@ -6,6 +6,7 @@ from poisonlab.reports.results import (
     plot_backdoor_success,
     plot_clean_accuracy,
     results_table,
+    scan_table,
     write_results,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "plot_clean_accuracy",
     "results_table",
     "run_overlaps",
+    "scan_table",
     "score_overlap",
     "selection_overlap",
     "top_k",

@@ -28,6 +28,29 @@ def _rows(results: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def scan_table(result: Any, budget: int) -> Any:
+    """One row per detector of a ScanResult: how many pairs it flags and, with the truth, how well it did."""
+    from rich.table import Table
+
+    title = f"{len(result.dataset)} pairs; loss and spectral-signature flag the top {budget}, clustering its smaller "
+    table = Table("detector", "flagged", title=title + "cluster if small enough", title_justify="left")
+    if result.metrics:
+        for column in ("poison found", "precision", "recall", "AUROC"):
+            table.add_column(column, justify="right")
+    for detection in result.detections:
+        row = [detection.detector, str(len(detection.flagged))]
+        if result.metrics:
+            m = result.metrics[detection.detector]
+            row += [
+                f"{m.true_positives}/{m.n_poison}",
+                "-" if m.precision is None else f"{m.precision:.1%}",
+                "-" if m.recall is None else f"{m.recall:.1%}",
+                "-" if m.auroc is None else f"{m.auroc:.3f}",
+            ]
+        table.add_row(*row)
+    return table
+
+
 def detection_table(results: Sequence[Any], title: str = "poison detection") -> Any | None:
     """Per poisoned run and detector: AUROC of the scores and the share of the poison flagged; None if no scans."""
     from rich.table import Table
