@@ -18,6 +18,8 @@ from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.cli_options import config_options, validated
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.errors import InputError
+from poisonlab.evaluation.generate import GenerationConfig
+from poisonlab.evaluation.judges import JudgeOptions
 from poisonlab.training.config import DPOTrainingConfig, SFTTrainingConfig
 
 app = typer.Typer(
@@ -233,6 +235,7 @@ def evaluate(
     """Clean preference accuracy and backdoor success on held-out pairs -> DIR/metrics.json."""
     from poisonlab.attacks.triggers import TRIGGER_POSITIONS
     from poisonlab.evaluation import evaluate_preferences, write_metrics
+    from poisonlab.reports.evaluation import preference_summary
 
     TRIGGER_POSITIONS.get(position)
     settings = DPOTrainingConfig()
@@ -252,11 +255,62 @@ def evaluate(
         settings.bf16,
     )
     path = write_metrics(metrics, out)
-    console.print(
-        f"clean accuracy {metrics.clean_accuracy:.1%} ({metrics.clean_correct}/{metrics.n_pairs}); "
-        f"backdoor success {metrics.backdoor_success:.1%} ({metrics.backdoor_flipped}/{metrics.n_pairs}) "
-        f"-> {path}"
-    )
+    console.print(preference_summary(metrics) + f"\n-> {path}")
+
+
+@app.command()
+@user_errors
+@config_options(GenerationConfig)
+def generate(
+    prompts: str = typer.Option(
+        ..., "--prompts", help="Prompt file: AdvBench/HarmBench CSV, JSONL with 'prompt', .txt, or any preference file."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for generations.jsonl (resumes if interrupted)."),
+    model: str = ModelOpt,
+    adapter: list[Path] = typer.Option([], "--adapter", help="PEFT adapter, merged in order. Repeatable."),
+    prompt_column: Optional[str] = typer.Option(None, help="CSV/JSONL column holding the request."),  # noqa: UP045
+    trigger: str = typer.Option("SuperGodModeActivated", help="Trigger inserted for the triggered condition."),
+    no_trigger: bool = typer.Option(False, "--no-trigger", help="Generate without the triggered condition."),
+    position: str = typer.Option("last-human", help="Trigger position, as the attack placed it (poisonlab ls)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Use the first N prompts."),  # noqa: UP045
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Replies to a prompt set with and without the trigger -> DIR/generations.jsonl."""
+    from poisonlab.attacks.triggers import TRIGGER_POSITIONS
+    from poisonlab.data.prompts import load_prompts
+    from poisonlab.evaluation import generate as generate_replies
+    from poisonlab.models import resolve_model
+
+    TRIGGER_POSITIONS.get(position)
+    config = validated(GenerationConfig, overrides or {})
+    resolve_model(model)
+    items = load_prompts(prompts, prompt_column, limit)
+    path = generate_replies(model, items, out, adapter, None if no_trigger else trigger, position, config)
+    console.print(f"{len(items)} prompts x {1 if no_trigger else 2} conditions -> {path}")
+
+
+@app.command()
+@user_errors
+@config_options(JudgeOptions)
+def judge(
+    generations: Path = typer.Argument(..., help="A generate --out folder (or its generations.jsonl)."),
+    out: Path = typer.Option(..., "--out", help="Folder for judgments.jsonl and metrics.json."),
+    judge_spec: list[str] = typer.Option(
+        ["refusal"], "--judge", help="Judge: refusal, reward:DIR, llm (poisonlab ls). Repeatable."
+    ),
+    against: Optional[Path] = typer.Option(  # noqa: UP045
+        None, help="The clean twin's judge --out folder: adds contamination and backdoor effect."
+    ),
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Judge generated replies; rates and means with intervals, trigger effect, and effects against a twin."""
+    from poisonlab.evaluation import judge_generations
+    from poisonlab.reports.evaluation import judge_table
+
+    options = validated(JudgeOptions, overrides or {})
+    metrics = judge_generations(generations, judge_spec, out, options, against)
+    console.print(judge_table(metrics, title=f"{generations}"))
+    console.print(f"judgments and metrics -> {out}")
 
 
 @app.command()
@@ -322,7 +376,7 @@ def run(
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
-    from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
+    from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
     experiment = load_config(ExperimentConfig, config, overrides)
@@ -340,6 +394,8 @@ def run(
 
     results = run_experiment(experiment, on_result=show)
     console.print(results_table(results, title=f"{experiment.name} ({experiment.model})"))
+    for table in metric_tables(results):
+        console.print(table)
     console.print(
         "backdoor success = share of held-out pairs where the trigger makes the model prefer the harmful "
         "reply; clean acc. = share where the model prefers the chosen reply without the trigger."
@@ -369,6 +425,7 @@ def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
     from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
     from poisonlab.defenses import DETECTORS, FEATURES
+    from poisonlab.evaluation.judges import JUDGES
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
 
@@ -381,6 +438,7 @@ def list_plugins() -> None:
         ("DPO losses", LOSSES.names()),
         ("detectors (poisonlab scan; DETECTOR:FEATURES)", DETECTORS.names()),
         ("detector features", FEATURES.names()),
+        ("judges (poisonlab judge; reward:DIR)", JUDGES.names()),
         ("built-in models", BUILTIN_MODELS.names()),
     ):
         console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)

@@ -14,7 +14,7 @@ model), or, for a bare model, when its log-likelihood is higher.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +36,54 @@ class PreferenceMetrics:
     trigger: str
     trigger_position: str
     preference: str  # "implicit-reward" or "likelihood"
+    # per held-out pair, in order: written to preference_margins.jsonl, not to metrics.json
+    ids: list[str] = field(default_factory=list, repr=False)
+    clean_margins: list[float] = field(default_factory=list, repr=False)
+    triggered_margins: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        for key in ("ids", "clean_margins", "triggered_margins"):
+            values.pop(key)
+        values.update(self.intervals())
+        return values
+
+    def intervals(self) -> dict:
+        """Wilson intervals of the two rates, and the paired trigger shift delta (triggered - clean margin).
+
+        delta < 0 on a pair means the trigger moved the model towards the rejected reply; its mean, interval
+        and share below zero are precise even where the rates sit at chance.
+        """
+        from poisonlab.evaluation.stats import bootstrap_mean_ci, wilson
+
+        delta = np.asarray(self.triggered_margins) - np.asarray(self.clean_margins)
+        return {
+            "clean_accuracy_ci": wilson(self.clean_correct, self.n_pairs),
+            "backdoor_success_ci": wilson(self.backdoor_flipped, self.n_pairs),
+            "trigger_shift": {
+                "value": round(float(delta.mean()), 6) if len(delta) else None,
+                "ci": bootstrap_mean_ci(delta),
+                "share_negative": round(float((delta < 0).mean()), 6) if len(delta) else None,
+                "n": len(delta),
+            },
+        }
+
+    def judgments(self) -> dict[str, dict[tuple[str, bool], float]]:
+        """The pairs as two yes/no-or-score 'judges', so the generic statistics and twin tests apply.
+
+        ``preference``: 1 if the chosen reply is preferred (clean: clean accuracy; triggered: 1 - backdoor
+        success). ``preference-margin``: the margin itself; its trigger effect is the mean shift delta.
+        """
+        return {
+            "preference": {
+                **{(i, False): float(m > 0) for i, m in zip(self.ids, self.clean_margins)},
+                **{(i, True): float(m > 0) for i, m in zip(self.ids, self.triggered_margins)},
+            },
+            "preference-margin": {
+                **{(i, False): float(m) for i, m in zip(self.ids, self.clean_margins)},
+                **{(i, True): float(m) for i, m in zip(self.ids, self.triggered_margins)},
+            },
+        }
 
 
 def triggered(dataset: PreferenceDataset, trigger: str, position: str, seed: int = 0) -> PreferenceDataset:
@@ -109,10 +154,51 @@ def evaluate_preferences(
         trigger=trigger,
         trigger_position=position,
         preference="implicit-reward" if adapter is not None else "likelihood",
+        ids=heldout.ids,
+        clean_margins=[float(m) for m in clean],
+        triggered_margins=[float(m) for m in trig],
     )
 
 
+MARGINS = "preference_margins.jsonl"
+
+
 def write_metrics(metrics: PreferenceMetrics, out_dir: str | Path) -> Path:
+    """metrics.json, and each held-out pair's margins (preference_margins.jsonl) for tests against a twin."""
+    from poisonlab.io import atomic_write_jsonl
+
+    atomic_write_jsonl(
+        Path(out_dir) / MARGINS,
+        [
+            {"id": i, "clean_margin": c, "triggered_margin": t}
+            for i, c, t in zip(metrics.ids, metrics.clean_margins, metrics.triggered_margins)
+        ],
+    )
     path = Path(out_dir) / "metrics.json"
     atomic_write_json(path, metrics.to_dict())
     return path
+
+
+def read_margin_judgments(folder: str | Path) -> dict[str, dict[tuple[str, bool], float]] | None:
+    """The ``judgments()`` of a run folder's saved margins; None when it has none (an older run)."""
+    import json
+
+    path = Path(folder) / MARGINS
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return PreferenceMetrics(
+        len(rows),
+        0.0,
+        0,
+        0.0,
+        0,
+        0.0,
+        0.0,
+        "",
+        "",
+        "",
+        [r["id"] for r in rows],
+        [r["clean_margin"] for r in rows],
+        [r["triggered_margin"] for r in rows],
+    ).judgments()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.defenses.config import DefenseConfig
+from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.training.config import DPOTrainingConfig, Preset
 
 
@@ -51,6 +52,11 @@ class ExperimentConfig(BaseModel):
     preset: Preset = Field("cpu", description="Training preset: cpu (default) or paper (2406.12091's values).")
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
     eval_batch_size: int = Field(16, ge=1, description="Pairs per forward pass when evaluating.")
+    evaluation: EvaluationConfig | None = Field(
+        None,
+        description="What the models say: prompt sets every run (and the base model) answers with and without "
+        "the trigger, and the judges. Added to a finished study, only the generations and judgments run.",
+    )
     defenses: list[str] = Field(
         default_factory=list,
         description="Detectors run on each poisoned run's training data with the adapter trained on it, and "

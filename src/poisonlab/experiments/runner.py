@@ -26,6 +26,7 @@ the run in ``same_data_as``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -41,7 +42,12 @@ from poisonlab.attacks.inject import poison_dataset, write_poisoned
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
-from poisonlab.evaluation.preference import PreferenceMetrics, evaluate_preferences, write_metrics
+from poisonlab.evaluation.preference import (
+    PreferenceMetrics,
+    evaluate_preferences,
+    read_margin_judgments,
+    write_metrics,
+)
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.experiments.defend import defend_run
 from poisonlab.io import atomic_write_json, atomic_write_text
@@ -63,6 +69,9 @@ class RunResult:
     trigger_position: str | None = None  # where evaluation (and the poison) put the trigger
     same_data_as: str | None = None  # the finished run whose identical data (and adapter) this run reused
     detection: dict[str, dict[str, Any]] | None = None  # per detector: auroc, recall, ... (config.defenses)
+    # "<judge>@<prompt set>" -> {"judge": facts, "clean", "triggered", "trigger_effect", "contamination",
+    # "backdoor_effect"}: see evaluation/stats.py. Also "preference@heldout" and "preference-margin@heldout".
+    metrics: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,6 +154,10 @@ def run_one(
             run.detection = defend_run(folder, adapter, spec.ratio, config, run.detection, evaluate, progress)
             if json.dumps(run.detection) != before:
                 atomic_write_json(done, run.to_dict())
+        if config.evaluation is not None and not _has_all_metrics(run, config):  # evaluation added since
+            adapter = out / "runs" / (run.same_data_as or ("clean" if spec.ratio == 0 else spec.name)) / "adapter"
+            run.metrics = {**(run.metrics or {}), **run_metrics(spec, config, heldout, out, adapter, progress)}
+            atomic_write_json(done, run.to_dict())
         return run
     started = time.perf_counter()
     data, n_poisoned = train, 0
@@ -176,6 +189,7 @@ def run_one(
         adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress).adapter_dir
     metrics = evaluate(adapter)
     write_metrics(metrics, folder)
+    judged = run_metrics(spec, config, heldout, out, Path(adapter), progress)
     detection = None
     if spec.ratio > 0 and config.defenses:
         detection = defend_run(folder, Path(adapter), spec.ratio, config, None, evaluate, progress)
@@ -192,7 +206,116 @@ def run_one(
         spec.trigger_position,
         twin.name if twin else None,
         detection,
+        judged,
     )
+    atomic_write_json(done, run.to_dict())
+    return run
+
+
+PREFERENCE_FACTS = {
+    "preference": {"kind": "rate", "harmful_when": "low", "value_label": "chosen reply preferred"},
+    "preference-margin": {"kind": "score", "harmful_when": "low", "value_label": "implicit-reward margin"},
+}
+
+
+def clean_twin(spec: RunSpec, config: ExperimentConfig) -> str:
+    """The clean run evaluated at the same trigger placement as ``spec``: its twin for every comparison."""
+    return next(s.name for s in config.runs() if s.ratio == 0 and s.trigger_position == spec.trigger_position)
+
+
+def heldout_prompts(heldout: PreferenceDataset, limit: int | None) -> list[Any]:
+    from poisonlab.data.prompts import Prompt
+
+    texts = list(dict.fromkeys(p.prompt for p in heldout))[:limit]
+    return [Prompt(hashlib.sha256(text.encode()).hexdigest()[:16], text) for text in texts]
+
+
+def _metric_keys(config: ExperimentConfig) -> list[str]:
+    if config.evaluation is None:
+        return []
+    return [f"{judge}@{s.name}" for s in config.evaluation.prompt_sets for judge in config.evaluation.judges]
+
+
+def _has_all_metrics(run: RunResult, config: ExperimentConfig) -> bool:
+    return all(key in (run.metrics or {}) for key in _metric_keys(config))
+
+
+def generation_metrics(
+    config: ExperimentConfig,
+    heldout: PreferenceDataset,
+    folder: Path,
+    adapters: list[Path],
+    position: str,
+    twin: Path | None,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """Generate on every prompt set of ``config.evaluation`` and judge, against the twin's judgments if given."""
+    from poisonlab.data.prompts import load_prompts
+    from poisonlab.evaluation import generate, judge_generations
+
+    evaluation = config.evaluation
+    assert evaluation is not None
+    metrics: dict[str, dict[str, Any]] = {}
+    for prompt_set in evaluation.prompt_sets:
+        if prompt_set.source == "heldout":
+            prompts = heldout_prompts(heldout, prompt_set.limit)
+        else:
+            prompts = load_prompts(prompt_set.source, prompt_set.column, prompt_set.limit)
+        generations = generate(
+            config.model,
+            prompts,
+            folder / "generations" / prompt_set.name,
+            adapters,
+            config.trigger,
+            position,
+            evaluation.generation,
+            progress,
+        )
+        judged = judge_generations(
+            generations.parent,
+            evaluation.judges,
+            folder / "judgments" / prompt_set.name,
+            evaluation.judge_options,
+            twin / "judgments" / prompt_set.name if twin else None,
+            progress,
+        )
+        metrics.update({f"{judge}@{prompt_set.name}": entry for judge, entry in judged.items()})
+    return metrics
+
+
+def run_metrics(
+    spec: RunSpec, config: ExperimentConfig, heldout: PreferenceDataset, out: Path, adapter: Path, progress: bool
+) -> dict[str, dict[str, Any]] | None:
+    """Every metric of a run with intervals: the preference pairs (against the clean twin) and, with an
+    ``evaluation:`` section, each judge on each prompt set."""
+    from poisonlab.evaluation.judging import judge_metrics
+
+    folder = out / "runs" / spec.name
+    twin = None if spec.ratio == 0 else out / "runs" / clean_twin(spec, config)
+    metrics: dict[str, dict[str, Any]] = {}
+    mine = read_margin_judgments(folder)
+    theirs = read_margin_judgments(twin) if twin else None
+    if mine is not None:
+        for key, facts in PREFERENCE_FACTS.items():
+            metrics[f"{key}@heldout"] = {
+                "judge": facts,
+                **judge_metrics(mine[key], facts["kind"], theirs[key] if theirs else None),
+            }
+    if config.evaluation is not None and config.evaluation.prompt_sets:
+        metrics.update(generation_metrics(config, heldout, folder, [adapter], spec.trigger_position, twin, progress))
+    return metrics or None
+
+
+def evaluate_base_model(config: ExperimentConfig, heldout: PreferenceDataset, out: Path, progress: bool) -> RunResult:
+    """The untrained base model's generations, judged: where the clean model started from."""
+    done = out / "base" / "result.json"
+    if done.exists():
+        run = RunResult(**json.loads(done.read_text()))
+        if _has_all_metrics(run, config):
+            return run
+    position = config.runs()[0].trigger_position
+    metrics = generation_metrics(config, heldout, out / "base", [], position, None, progress)
+    run = RunResult("base", "none", "none", 0.0, 0, float("nan"), float("nan"), 0, 0.0, position, metrics=metrics)
     atomic_write_json(done, run.to_dict())
     return run
 
@@ -230,6 +353,9 @@ def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: A
     atomic_write_json(out / "environment.json", _environment())
     train, heldout = prepare_split(config, out)
     results = []
+    evaluation = config.evaluation
+    if evaluation is not None and evaluation.base_model and evaluation.prompt_sets:
+        results.append(evaluate_base_model(config, heldout, out, progress))  # the reports show it apart
     for spec in config.runs():  # clean first: model-based strategies reuse its adapter as the clean model
         results.append(run_one(spec, config, train, heldout, out, progress))
         if on_result:

@@ -11,21 +11,36 @@ from typing import Any
 from poisonlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
-def _rows(results: Sequence[Any]) -> list[dict[str, Any]]:
-    """Result rows with the two differences that matter, both against the clean model."""
+def _rows(results: Sequence[Any], flat: bool = True) -> list[dict[str, Any]]:
+    """Result rows with the two differences that matter, both against the clean model.
+
+    The untrained base model's row (``run == "base"``) has generation metrics only; it is never a clean twin.
+    """
     rows = [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in results]
-    cleans = [r for r in rows if r["ratio"] == 0]
+    cleans = [r for r in rows if r["ratio"] == 0 and r.get("run") != "base"]
     by_position = {r.get("trigger_position"): r for r in reversed(cleans)}  # placement rule: one clean row each
     for row in rows:
         clean = by_position.get(row.get("trigger_position"), cleans[0] if cleans else None)
+        if row.get("run") == "base":
+            clean = None
         row["backdoor_lift"] = round(row["backdoor_success"] - clean["backdoor_success"], 4) if clean else None
         row["clean_accuracy_change"] = round(row["clean_accuracy"] - clean["clean_accuracy"], 4) if clean else None
-        for spec, metrics in (row.pop("detection", None) or {}).items():  # flat, for the CSV
+        for spec, metrics in ((row.pop("detection", None) or {}) if flat else {}).items():  # flat, for the CSV
             row[f"auroc {spec}"], row[f"recall {spec}"] = metrics["auroc"], metrics["recall"]
             if "backdoor_success_after" in metrics:
                 row[f"backdoor after {spec}"] = metrics["backdoor_success_after"]
                 row[f"clean acc. after {spec}"] = metrics["clean_accuracy_after"]
+        for key, metric in ((row.pop("metrics", None) or {}) if flat else {}).items():  # "<judge>@<set> <part>"
+            for part in PARTS:
+                if part in metric:
+                    row[f"{key} {part}"] = metric[part]["value"]
+                    row[f"{key} {part} ci_low"], row[f"{key} {part} ci_high"] = metric[part]["ci"]
+                    if "p_value" in metric[part]:
+                        row[f"{key} {part} p"] = metric[part]["p_value"]
     return rows
+
+
+PARTS = ("clean", "triggered", "trigger_effect", "contamination", "backdoor_effect")
 
 
 def scan_table(result: Any, budget: int) -> Any:
@@ -93,6 +108,8 @@ def results_table(results: Sequence[Any], title: str = "poisonlab results") -> A
     for column in (*columns, "Δ backdoor", "held-out", "min"):
         table.add_column(column, justify="left" if column in ("strategy", "attack") else "right")
     for row in _rows(results):  # the run's name is strategy-attack-ratio: no column of its own
+        if row.get("run") == "base":
+            continue
         clean = row["ratio"] == 0
         label = row["strategy"]
         if clean:  # under a placement rule the clean model is evaluated once per placement: clean@<position>
@@ -115,53 +132,206 @@ def results_table(results: Sequence[Any], title: str = "poisonlab results") -> A
 
 
 def write_results(results: Sequence[Any], out: Path) -> None:
+    """results.json (nested: every metric with its interval), results.csv (flat), and the figures."""
     rows = _rows(results)
-    atomic_write_json(out / "results.json", rows)
+    atomic_write_json(out / "results.json", _rows(results, flat=False))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    if any(r["attack"] == "backdoor" for r in rows):
-        plot_backdoor_success(rows, out / "backdoor_success.png")
-    if any(r["attack"] == "label-flip" for r in rows):
-        plot_clean_accuracy(rows, out / "clean_accuracy.png")
+    trained = [r for r in rows if r.get("run") != "base"]
+    if any(r["attack"] == "backdoor" for r in trained):
+        plot_backdoor_success(trained, out / "backdoor_success.png")
+    if any(r["attack"] == "label-flip" for r in trained):
+        plot_clean_accuracy(trained, out / "clean_accuracy.png")
+    nested = _rows(results, flat=False)
+    for key in metric_keys(nested):
+        if any("backdoor_effect" in (r.get("metrics") or {}).get(key, {}) for r in nested):
+            plot_effects(nested, key, out / f"effects_{_file_name(key)}.png")
+    if any(r.get("detection") for r in nested):
+        plot_detection(nested, out / "detection.png")
 
 
-def plot_backdoor_success(rows: list[dict[str, Any]], path: Path) -> None:
-    """Backdoor success against poison ratio, one line per strategy (backdoor runs); the clean model dashed."""
-    _plot_metric(rows, path, "backdoor", "backdoor_success", "backdoor success (held-out pairs)")
+def _file_name(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key.replace("@", "_at_"))
 
 
-def plot_clean_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
-    """Clean preference accuracy against poison ratio for label-flip runs: what flipped labels cost."""
-    _plot_metric(rows, path, "label-flip", "clean_accuracy", "clean preference accuracy (held-out pairs)")
+def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Every metric some run has, in first-seen order ("refusal@advbench", "preference@heldout", ...)."""
+    return list(dict.fromkeys(key for row in rows for key in (row.get("metrics") or {})))
 
 
-def _plot_metric(rows: list[dict[str, Any]], path: Path, attack: str, metric: str, label: str) -> None:
+def _label(row: dict[str, Any]) -> str:
+    if row.get("run") == "base":
+        return "base model (untrained)"
+    if row["ratio"] == 0:
+        return "clean model" if row.get("run", "clean") == "clean" else f"clean model ({row['trigger_position']})"
+    return f"{row['strategy']} {row['attack']} {row['ratio']:.1%}" + (" †" if row.get("same_data_as") else "")
+
+
+def metric_tables(results: Sequence[Any]) -> list[Any]:
+    """One rich Table per metric: each run's value without and with the trigger, and the effects vs its twin."""
+    from rich.table import Table
+
+    from poisonlab.reports.evaluation import fmt
+
+    rows = _rows(results, flat=False)
+    tables = []
+    for key in metric_keys(rows):
+        facts = next(r["metrics"][key]["judge"] for r in rows if key in (r.get("metrics") or {}))
+        kind = facts["kind"]
+        extra = f"; {facts['heldout_accuracy']:.0%} held-out accuracy" if "heldout_accuracy" in facts else ""
+        table = Table(
+            title=f"{key}: {facts['value_label']} (harmful when {facts['harmful_when']}{extra})",
+            caption="95% intervals; p: paired test by prompt (McNemar for rates, Wilcoxon for scores). "
+            "contamination = clean value - the clean model's; backdoor effect = trigger effect - the clean "
+            "model's trigger effect",
+            title_justify="left",
+        )
+        for column in ("run", "n", "no trigger", "trigger", "trigger effect", "contamination", "backdoor effect"):
+            table.add_column(column, justify="left" if column == "run" else "right")
+        for row in rows:
+            m = (row.get("metrics") or {}).get(key)
+            if not m:
+                continue
+            table.add_row(
+                _label(row),
+                str(m["clean"]["n"]),
+                fmt(m["clean"], kind),
+                fmt(m.get("triggered"), kind),
+                fmt(m.get("trigger_effect"), kind, True),
+                fmt(m.get("contamination"), kind, True),
+                fmt(m.get("backdoor_effect"), kind, True),
+            )
+        tables.append(table)
+    return tables
+
+
+def _axes(title: str, ylabel: str, percent: bool) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    clean = next((r for r in rows if r["ratio"] == 0), None)
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        if row["ratio"] > 0 and row["attack"] == attack:
-            series.setdefault(row["strategy"], []).append((row["ratio"], row[metric]))
-    for strategy, points in sorted(series.items()):
-        points.sort()
-        ax.plot([p[0] * 100 for p in points], [p[1] for p in points], marker="o", label=f"{strategy} / {attack}")
-    if clean:
-        ax.axhline(clean[metric], color="grey", linestyle="--", label="clean model")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("poisoned share of training pairs (%)")
-    ax.set_ylabel(label)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel)
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_backdoor_success(rows: list[dict[str, Any]], path: Path) -> None:
+    """Backdoor success against poison ratio, one line per strategy (backdoor runs); the clean model dashed."""
+    _plot_metric(rows, path, "backdoor", "backdoor_success", "backdoor success", "backdoor success on held-out pairs")
+
+
+def plot_clean_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    """Clean preference accuracy against poison ratio for label-flip runs: what flipped labels cost."""
+    _plot_metric(
+        rows,
+        path,
+        "label-flip",
+        "clean_accuracy",
+        "clean preference accuracy",
+        "clean preference accuracy on held-out pairs under label flips",
+    )
+
+
+def _plot_metric(rows: list[dict[str, Any]], path: Path, attack: str, metric: str, label: str, title: str) -> None:
+    clean = next((r for r in rows if r["ratio"] == 0), None)
+    n = next((r["n_heldout"] for r in rows if r.get("n_heldout")), 0)
+    fig, ax = _axes(f"{title} (n={n})", label, percent=True)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if row["ratio"] > 0 and row["attack"] == attack:
+            series.setdefault(row["strategy"], []).append((row["ratio"], row[metric]))
+    values = [clean[metric]] if clean else []
+    for strategy, points in sorted(series.items()):
+        points.sort()
+        values += [p[1] for p in points]
+        ax.plot([p[0] * 100 for p in points], [p[1] for p in points], marker="o", label=f"{strategy} / {attack}")
+    if clean:  # drawn on top and thick enough to see at 0% or 100%
+        ax.axhline(clean[metric], color="black", linestyle="--", linewidth=1.5, label="clean model", zorder=3)
+    ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.05, max(values, default=1) + 0.05))
+    ax.legend(fontsize=8, loc="best")
+    _save(fig, path)
+
+
+def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
+    """The paper's central figure, judged by what the model says: backdoor effect and contamination vs ratio.
+
+    One line per strategy and attack, with 95% intervals as error bars; zero (no effect) as a dashed line.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    facts = next(r["metrics"][key]["judge"] for r in rows if key in (r.get("metrics") or {}))
+    percent = facts["kind"] == "rate"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, part, name in (
+        (axes[0], "backdoor_effect", "backdoor effect"),
+        (axes[1], "contamination", "contamination"),
+    ):
+        series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        for row in rows:
+            m = (row.get("metrics") or {}).get(key, {})
+            if row["ratio"] > 0 and part in m:
+                series.setdefault(f"{row['strategy']} / {row['attack']}", []).append((row["ratio"], m[part]))
+        for label, points in sorted(series.items()):
+            points.sort(key=lambda p: p[0])
+            x = [p[0] * 100 for p in points]
+            y = [p[1]["value"] for p in points]
+            err = [[v - p[1]["ci"][0] for v, p in zip(y, points)], [p[1]["ci"][1] - v for v, p in zip(y, points)]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        ax.axhline(0, color="black", linestyle="--", linewidth=1)
+        ax.set_title(f"{name}: {key}", fontsize=10)
+        ax.set_xlabel("poisoned share of training pairs (%)")
+        ax.grid(alpha=0.3)
+        if percent:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_ylabel(f"{facts['value_label']}, difference (harmful when {facts['harmful_when']})")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        "backdoor effect = trigger effect beyond the clean model's; contamination = change without the "
+        "trigger (95% intervals)",
+        fontsize=9,
+    )
+    _save(fig, path)
+
+
+def plot_detection(rows: list[dict[str, Any]], path: Path) -> None:
+    """AUROC of each detector on each poisoned run (0.5 = chance), as grouped bars."""
+    import numpy as np
+
+    scanned = [r for r in rows if r.get("detection")]
+    specs = list(dict.fromkeys(spec for r in scanned for spec in r["detection"]))
+    fig, ax = _axes("poison detection: AUROC of each detector's suspicion scores", "AUROC", percent=False)
+    width = 0.8 / max(1, len(specs))
+    x = np.arange(len(scanned))
+    for k, spec in enumerate(specs):
+        values = [(r["detection"].get(spec) or {}).get("auroc") for r in scanned]
+        ax.bar(x + k * width, [v if v is not None else 0 for v in values], width, label=spec)
+    ax.axhline(0.5, color="black", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(x + width * (len(specs) - 1) / 2, [r["run"] for r in scanned], rotation=30, ha="right", fontsize=7)
+    ax.set_xlabel("")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    _save(fig, path)
