@@ -46,10 +46,12 @@ def run_task(name: str, config_json: str, out: str, progress: bool, *upstream: A
 
 
 def _one_thread() -> None:
-    """Worker initialiser: one torch thread per process, since the pool already fills the cores."""
+    """Worker initialiser: one torch thread per process, since the pool already fills the cores; no bars."""
     import torch
+    from transformers.utils import logging
 
     torch.set_num_threads(1)
+    logging.disable_progress_bar()  # several workers' redrawn bars would only garble each other
 
 
 def default_jobs(model: str, memory_gb: float | None = None) -> int:

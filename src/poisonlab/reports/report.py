@@ -99,7 +99,7 @@ def ratio_figure(title: str, points: dict[str, dict[str, Any]], rows: Sequence[d
         errors = [[max(0.0, p[1] - p[2]) for p in line], [max(0.0, p[3] - p[1]) for p in line]]
         ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
     values = [v for line in lines.values() for p in line for v in p[1:]]
-    if values and 0 <= min(values) and max(values) <= 1:
+    if values and min(values) >= 0 and max(values) <= 1:
         ax.set_ylim(-0.02, 1.02)  # shares: the whole scale, so small effects look small
     if ratios:
         ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
