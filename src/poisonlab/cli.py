@@ -372,15 +372,30 @@ def run(
         [], "--set", help="Override any config field: --set training.epochs=2 --set ratios=[0.01,0.05]. Repeatable."
     ),
     out: Optional[Path] = typer.Option(None, help="Results folder (default runs/<name>)."),  # noqa: UP045
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (done, left, time estimate); run nothing."),
+    executor: str = typer.Option("local", help="local (this machine's processes) or ray."),
+    jobs: int = typer.Option(1, help="Runs at a time; 0: one per core that memory allows (~6.5 GB a SmolLM2 run)."),
+    memory_gb: Optional[float] = typer.Option(None, help="Memory the runs may use, in GB; caps --jobs."),  # noqa: UP045
+    ray_address: Optional[str] = typer.Option(  # noqa: UP045
+        None, help="Ray cluster to run on (ray://HOST:10001 or auto); default: a Ray instance on this machine."
+    ),
 ) -> None:
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
+    from poisonlab.experiments.executors import EXECUTORS
+    from poisonlab.experiments.plan import build_plan, plan_table
     from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
     experiment = load_config(ExperimentConfig, config, overrides)
     folder = results_folder(experiment)
+    if jobs < 0:
+        raise InputError("--jobs must be 0 (automatic) or more", field="--jobs")
+    runner = EXECUTORS.get(executor)(jobs, memory_gb, ray_address)
+    if dry_run:
+        console.print(plan_table(build_plan(experiment, folder), runner.workers(experiment.model)))
+        return
     console.print(
         f"[bold]{experiment.name}[/]: model {experiment.model}, data {experiment.data}, "
         f"{len(experiment.runs())} runs -> {folder}"
@@ -392,7 +407,7 @@ def run(
             f"backdoor success {result.backdoor_success:.1%} ({result.minutes:.1f} min)"
         )
 
-    results = run_experiment(experiment, on_result=show)
+    results = run_experiment(experiment, on_result=show, executor=runner)
     console.print(results_table(results, title=f"{experiment.name} ({experiment.model})"))
     for table in metric_tables(results):
         console.print(table)
@@ -407,7 +422,18 @@ def run(
     if overlaps:
         console.print(overlap_table(overlaps))
     plots = ", ".join(str(p) for p in sorted(folder.glob("*.png")))
-    console.print(f"results: {folder}/results.csv, plots: {plots}")
+    console.print(f"results: {folder}/results.csv (and .parquet), plots: {plots}, report: {folder}/report.html")
+
+
+@app.command()
+@user_errors
+def report(results_dir: Path = typer.Argument(..., help="A study's results folder (holds results.json).")) -> None:
+    """Write RESULTS_DIR/report.html: one self-contained page with the study's figures and tables."""
+    from poisonlab.reports.report import write_report
+
+    if not (results_dir / "results.json").exists():
+        raise InputError("not a study's results folder (no results.json)", path=results_dir)
+    console.print(f"report: {write_report(results_dir)}")
 
 
 @models_app.command("prepare")

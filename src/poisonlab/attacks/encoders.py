@@ -47,9 +47,11 @@ def _sentence_transformer(folder: Path, identity: str) -> Encoder:
     def embed(texts: Sequence[str], batch_size: int, progress: bool) -> np.ndarray:
         from sentence_transformers import SentenceTransformer
 
+        from poisonlab.progress import on_terminal
+
         model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         vectors = model.encode(
-            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True
+            list(texts), batch_size=batch_size, show_progress_bar=progress and on_terminal(), normalize_embeddings=True
         )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -61,10 +63,10 @@ def _hidden_states(model_name: str, max_length: int = 256) -> Encoder:
 
     def embed(texts: Sequence[str], batch_size: int, progress: bool) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
         from transformers import AutoModel, AutoTokenizer
 
         from poisonlab.models.loading import resolve_model
+        from poisonlab.progress import progress_bar
 
         folder = resolve_model(model_name)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
@@ -76,7 +78,7 @@ def _hidden_states(model_name: str, max_length: int = 256) -> Encoder:
         out = []
         starts = range(0, len(texts), batch_size)
         with torch.no_grad():
-            for start in tqdm(starts, desc="hidden states", unit="batch", disable=not progress, leave=False):
+            for start in progress_bar(starts, desc="hidden states", unit="batch", disable=not progress, leave=False):
                 batch = tokenizer(
                     list(texts[start : start + batch_size]),
                     padding=True,

@@ -43,12 +43,12 @@ def mean_projection_scores(projected: torch.Tensor) -> torch.Tensor:
 def projected_gradients(ctx: SelectionContext, ids: Sequence[str]) -> torch.Tensor:
     """(len(ids), projection_dim) projected per-pair DPO gradients at the clean model, rows in ``ids`` order."""
     import torch
-    from tqdm.auto import tqdm
 
     from poisonlab.attacks.clean_model import load_clean_model
     from poisonlab.attacks.projection import PROJECTIONS
     from poisonlab.models.encoding import encode_pairs
     from poisonlab.models.loading import model_identity
+    from poisonlab.progress import progress_bar
     from poisonlab.scoring.gradients import per_example_dpo_grads, trainable_parameters
     from poisonlab.scoring.reference_cache import reference_logprobs
     from poisonlab.training.losses import LOSSES
@@ -70,7 +70,7 @@ def projected_gradients(ctx: SelectionContext, ids: Sequence[str]) -> torch.Tens
     grads = per_example_dpo_grads(
         model, encoded, reference, pad_id, training.beta, loss_fn, training.label_smoothing, training.bf16
     )
-    for _, grad in tqdm(grads, total=len(encoded), desc="gradients", unit="pair", disable=not ctx.progress):
+    for _, grad in progress_bar(grads, total=len(encoded), desc="gradients", unit="pair", disable=not ctx.progress):
         pending.append(grad)
         if len(pending) == options.grad_batch_size:
             out.append(projector.project(torch.stack(pending)))

@@ -69,6 +69,9 @@ def select_random(ctx: SelectionContext) -> Selection:
     return Selection([ctx.dataset[int(i)].id for i in order])
 
 
+select_random.model_free = True  # type: ignore[attr-defined]  # needs no clean model: runs in parallel with it
+
+
 @STRATEGIES.register("dpo-score")
 def select_dpo_score(ctx: SelectionContext) -> Selection:
     """The pairs a clean DPO model prefers most confidently (highest DPO score) -- arXiv 2406.12091.

@@ -165,3 +165,10 @@ class RunSpec(BaseModel):
 
     def __init__(self, name: str, strategy: str, attack: str, ratio: float, trigger_position: str = "last-human"):
         super().__init__(name=name, strategy=strategy, attack=attack, ratio=ratio, trigger_position=trigger_position)
+
+
+def metric_keys(config: ExperimentConfig) -> list[str]:
+    """The generation metrics every run of ``config`` reports: ``<judge>@<prompt set>``."""
+    if config.evaluation is None:
+        return []
+    return [f"{judge}@{s.name}" for s in config.evaluation.prompt_sets for judge in config.evaluation.judges]

@@ -48,7 +48,7 @@ from poisonlab.evaluation.preference import (
     read_margin_judgments,
     write_metrics,
 )
-from poisonlab.experiments.config import ExperimentConfig, RunSpec
+from poisonlab.experiments.config import ExperimentConfig, RunSpec, metric_keys
 from poisonlab.experiments.defend import defend_run
 from poisonlab.io import atomic_write_json, atomic_write_text
 from poisonlab.training.dpo import train_dpo
@@ -97,13 +97,19 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def prepare_split(config: ExperimentConfig, out: Path) -> tuple[PreferenceDataset, PreferenceDataset]:
+def split_data(config: ExperimentConfig) -> tuple[PreferenceDataset, PreferenceDataset, PreferenceDataset]:
+    """(train, held-out, all pairs): seeded, so every worker of a study derives the same split."""
     dataset = load_pairs(config.data, on_error="skip" if config.skip_bad_rows else "raise")
     train, heldout = train_heldout_split(dataset, config.heldout, config.seed)
     if config.max_train_pairs:
         train = PreferenceDataset(train.pairs[: config.max_train_pairs], train.source)
     if config.max_heldout_pairs:
         heldout = PreferenceDataset(heldout.pairs[: config.max_heldout_pairs], heldout.source)
+    return train, heldout, dataset
+
+
+def prepare_split(config: ExperimentConfig, out: Path) -> tuple[PreferenceDataset, PreferenceDataset]:
+    train, heldout, dataset = split_data(config)
     atomic_write_json(
         out / "split.json",
         {
@@ -230,14 +236,8 @@ def heldout_prompts(heldout: PreferenceDataset, limit: int | None) -> list[Any]:
     return [Prompt(hashlib.sha256(text.encode()).hexdigest()[:16], text) for text in texts]
 
 
-def _metric_keys(config: ExperimentConfig) -> list[str]:
-    if config.evaluation is None:
-        return []
-    return [f"{judge}@{s.name}" for s in config.evaluation.prompt_sets for judge in config.evaluation.judges]
-
-
 def _has_all_metrics(run: RunResult, config: ExperimentConfig) -> bool:
-    return all(key in (run.metrics or {}) for key in _metric_keys(config))
+    return all(key in (run.metrics or {}) for key in metric_keys(config))
 
 
 def generation_metrics(
@@ -345,22 +345,37 @@ def finished_results(config: ExperimentConfig) -> list[RunResult]:
     return [RunResult(**json.loads(path.read_text())) for path in done if path.exists()]
 
 
-def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: Any = None) -> list[RunResult]:
-    """Run the clean run and every grid cell; write results.json/.csv and a plot."""
+def run_experiment(
+    config: ExperimentConfig, progress: bool = True, on_result: Any = None, executor: Any = None
+) -> list[RunResult]:
+    """Plan the study, run what is left with ``executor`` (default: in this process, one run at a time),
+    then write results.json/.csv/.parquet, the plots and report.html."""
+    from poisonlab.experiments.executors import LocalExecutor
+    from poisonlab.experiments.plan import build_plan
+
     out = results_folder(config)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
     atomic_write_json(out / "environment.json", _environment())
-    train, heldout = prepare_split(config, out)
-    results = []
+    _, heldout = prepare_split(config, out)
     evaluation = config.evaluation
+    base = []
     if evaluation is not None and evaluation.base_model and evaluation.prompt_sets:
-        results.append(evaluate_base_model(config, heldout, out, progress))  # the reports show it apart
-    for spec in config.runs():  # clean first: model-based strategies reuse its adapter as the clean model
-        results.append(run_one(spec, config, train, heldout, out, progress))
-        if on_result:
-            on_result(results[-1])
+        base = [evaluate_base_model(config, heldout, out, progress)]  # the reports show it apart
+    plan = build_plan(config, out)
+    finished: dict[str, RunResult] = {}
+
+    def done(task: Any, result: dict[str, Any] | None) -> None:
+        if result is not None:
+            finished[task.name] = RunResult(**result)
+            if on_result:
+                on_result(finished[task.name])
+
+    (executor or LocalExecutor()).run(plan, progress, done)
+    results = base + [finished[spec.name] for spec in config.runs()]  # grid order, the clean run first
+    from poisonlab.reports.report import write_report
     from poisonlab.reports.results import write_results
 
     write_results(results, out)
+    write_report(out)
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,7 @@ def write_results(results: Sequence[Any], out: Path) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
+    write_parquet(results, out)
     trained = [r for r in rows if r.get("run") != "base"]
     if any(r["attack"] == "backdoor" for r in trained):
         plot_backdoor_success(trained, out / "backdoor_success.png")
@@ -155,6 +157,65 @@ def write_results(results: Sequence[Any], out: Path) -> None:
 
 def _file_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in key.replace("@", "_at_"))
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted columns: {"metrics": {"refusal": {"clean": {"value": 1}}}} -> metrics.refusal.clean.value
+    (lists, such as intervals, stay lists)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def study_parameters(out: Path) -> dict[str, Any]:
+    """The settings every run of the study shares (config.yaml), training resolved from its preset."""
+    import yaml
+
+    from poisonlab.training.config import DPOTrainingConfig
+
+    path = out / "config.yaml"
+    if not path.exists():
+        return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    study = {k: config.get(k) for k in ("name", "model", "data", "seed", "preset", "trigger") if k in config}
+    try:
+        training = DPOTrainingConfig.from_preset(
+            config.get("preset", "cpu"), **{"seed": config.get("seed", 0), **(config.get("training") or {})}
+        ).model_dump(mode="json")
+    except ValueError:  # a config written by another version: keep what it says
+        training = config.get("training") or {}
+    return {f"study.{k}": v for k, v in study.items()} | flatten(training, "training.")
+
+
+def _column(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds in one column: keep each value as JSON text
+        return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+
+
+def write_parquet(results: Sequence[Any], out: Path) -> Path:
+    """results.parquet: one row per run with the study's parameters and every metric, nested dicts flattened
+    into dotted columns, for pandas (``pd.read_parquet``) or DuckDB (``SELECT * FROM 'results.parquet'``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parameters = study_parameters(out)
+    rows = [parameters | flatten(row) for row in _rows(results)]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = pa.table({name: _column([row.get(name) for row in rows]) for name in columns})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    path = out / "results.parquet"
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
 
 
 def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:

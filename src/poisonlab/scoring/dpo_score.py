@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from poisonlab.models.encoding import EncodedPair
+from poisonlab.progress import progress_bar
 from poisonlab.scoring.logprobs import collate, length_bucketed, reply_logprobs
 
 
@@ -59,7 +59,7 @@ def pair_logprobs(
     try:
         with switch_off:
             batches = list(length_bucketed(encoded, batch_size))
-            for chunk in tqdm(batches, desc=desc, disable=desc is None, unit="batch", leave=False):
+            for chunk in progress_bar(batches, desc=desc, disable=desc is None, unit="batch", leave=False):
                 batch = collate(chunk, pad_id)
                 values = reply_logprobs(model, batch, bf16=bf16).cpu().numpy()
                 b = batch.size

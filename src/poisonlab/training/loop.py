@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json
+from poisonlab.progress import progress_bar
 from poisonlab.training.config import LoRATrainingConfig
 
 DONE_MARKER = "training_done.json"
@@ -190,7 +190,9 @@ def train_lora(
             scheduler.step()
 
     model.train()
-    bar = tqdm(total=len(batches), initial=start_step, desc=desc, unit="step", disable=not progress or rank != 0)
+    bar = progress_bar(
+        total=len(batches), initial=start_step, desc=desc, unit="step", disable=not progress or rank != 0
+    )
     for step in range(start_step, len(batches)):
         started = time.perf_counter()
         indices = batches[step]

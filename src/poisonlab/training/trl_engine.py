@@ -32,6 +32,7 @@ from poisonlab.hardware import resolve_bf16, torch_threads
 from poisonlab.io import atomic_write_json
 from poisonlab.models.encoding import EncodedPair, encode_pairs
 from poisonlab.models.loading import load_model, load_tokenizer
+from poisonlab.progress import on_terminal
 from poisonlab.training.config import DPOTrainingConfig
 from poisonlab.training.dpo import TrainResult
 from poisonlab.training.loop import DONE_MARKER, lora_config, lr_schedule, save_adapter
@@ -107,7 +108,7 @@ def make_trainer(
         "save_total_limit": 1,
         "report_to": [],
         "push_to_hub": False,
-        "disable_tqdm": not progress,
+        "disable_tqdm": not progress or not on_terminal(),  # its bar redraws with '\r'
         "dataloader_num_workers": 0,
     }
     args.update(dpo_args)

@@ -1,0 +1,282 @@
+"""``report.html``: one self-contained page a person opens to see what a study found.
+
+Everything is read from the results folder (results.json, config.yaml, runs/*/generations), so the page
+can be rebuilt for any finished or half-finished study. Figures are PNGs embedded as base64 data URIs and
+the page loads no script or stylesheet, so it can be mailed or archived as one file.
+
+Metrics: rows that carry a ``metrics`` dict ({name: {"clean", "triggered", "trigger_effect",
+"backdoor_effect", "contamination": {"value", "ci", "n"}}}) get one figure per metric and part; older rows
+(clean_accuracy and backdoor_success only) get those two, with 95% Wilson intervals over the held-out pairs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poisonlab.io import atomic_write_text
+
+# The parts of a metric plotted against the poison ratio, in this order, when the rows carry them.
+FIGURE_PARTS = ("backdoor_effect", "contamination", "trigger_effect", "triggered", "clean")
+EXAMPLES = 4  # prompts shown side by side
+EXAMPLE_RUNS = 6  # models shown per prompt: the clean one and the first poisoned ones
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a proportion (sensible at 0 and 1, unlike the normal approximation)."""
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    ci = binomtest(successes, n).proportion_ci(0.95, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def metric_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per plotted quantity ("metric / part"), per run: {"value", "ci", "n"}, from whatever the rows hold."""
+    series: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        for name, parts in (row.get("metrics") or {}).items():
+            for part in FIGURE_PARTS:
+                point = parts.get(part) if isinstance(parts, dict) else None
+                if isinstance(point, dict) and point.get("value") is not None:
+                    series.setdefault(f"{name} / {part}", {})[row["run"]] = point
+    if series:
+        return series
+    for field in ("backdoor_success", "clean_accuracy"):  # the fallback: preference metrics on held-out pairs
+        for row in rows:
+            if row.get(field) is not None:
+                n = int(row.get("n_heldout") or 0)
+                ci = wilson(round(row[field] * n), n) if n else None
+                series.setdefault(field, {})[row["run"]] = {"value": row[field], "ci": ci, "n": n}
+    return series
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ratio_figure(title: str, points: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]]) -> str:
+    """One quantity against the poison ratio: a line per strategy and attack with 95% intervals; the clean
+    model as a dashed line with its interval as a band. Returns a PNG data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for row in rows:
+        point = points.get(row["run"])
+        if point is None:
+            continue
+        value = float(point["value"])
+        low, high = point.get("ci") or (value, value)
+        if row["ratio"] == 0:
+            if row["run"] == "clean":
+                ax.axhline(value, color="grey", linestyle="--", label="clean model")
+                ax.axhspan(low, high, color="grey", alpha=0.15)
+            continue
+        lines.setdefault(f"{row['strategy']} / {row['attack']}", []).append((row["ratio"] * 100, value, low, high))
+    ratios = sorted({p[0] for line in lines.values() for p in line})
+    gap = max(ratios, default=1.0)
+    for i, (label, line) in enumerate(sorted(lines.items())):
+        line.sort()
+        shift = (i - (len(lines) - 1) / 2) * gap * 0.015  # dodge, so equal points and intervals stay visible
+        x, y = [p[0] + shift for p in line], [p[1] for p in line]
+        errors = [[max(0.0, p[1] - p[2]) for p in line], [max(0.0, p[3] - p[1]) for p in line]]
+        ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
+    values = [v for line in lines.values() for p in line for v in p[1:]]
+    if values and min(values) >= 0 and max(values) <= 1:
+        ax.set_ylim(-0.02, 1.02)  # shares: the whole scale, so small effects look small
+    if ratios:
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+        ax.set_xlim(0, gap * 1.1)
+    ax.set_xlabel("poisoned share of training pairs (%)")
+    ax.set_ylabel(title)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _generations(out: Path) -> dict[str, dict[tuple[str, bool], dict[str, Any]]]:
+    """run -> (id, triggered) -> row, from runs/*/generations/generations.jsonl."""
+    found = {}
+    for path in sorted(out.glob("runs/*/generations/generations.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        found[path.parents[1].name] = {(str(r["id"]), bool(r["triggered"])): r for r in rows}
+    return found
+
+
+def _examples(out: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Up to EXAMPLES prompts, each with the replies of the clean and the first poisoned models, with and
+    without the trigger."""
+    generations = _generations(out)
+    if not generations:
+        return []
+    order = [r["run"] for r in rows if r["run"] in generations] + sorted(set(generations) - {r["run"] for r in rows})
+    runs = order[:EXAMPLE_RUNS]
+    ids = list(dict.fromkeys(key[0] for key in generations[runs[0]]))[:EXAMPLES]
+    examples = []
+    for pid in ids:
+        prompt = next((generations[r][(pid, False)]["prompt"] for r in runs if (pid, False) in generations[r]), "")
+        replies = [
+            {
+                "run": run,
+                "plain": generations[run].get((pid, False), {}).get("reply", "-"),
+                "triggered": generations[run].get((pid, True), {}).get("reply", "-"),
+            }
+            for run in runs
+        ]
+        examples.append({"id": pid, "prompt": prompt, "replies": replies})
+    return examples
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+DETECTION_KEYS = ("auroc", "recall", "precision", "n_flagged", "backdoor_success_after", "clean_accuracy_after")
+RUN_COLUMNS = (
+    "run",
+    "strategy",
+    "attack",
+    "ratio",
+    "trigger_position",
+    "n_poisoned",
+    "n_heldout",
+    "clean_accuracy",
+    "backdoor_success",
+    "same_data_as",
+    "minutes",
+)
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
+th {{ background: #f0f0f0; }}
+.figures img {{ margin: 0.3em; border: 1px solid #ddd; width: 36em; }}
+.reply {{ white-space: pre-wrap; max-width: 30em; }}
+.note {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="note">{summary}</p>
+<h2>Effect against poison ratio</h2>
+<p class="note">One line per selection strategy and attack (drawn slightly apart where they coincide);
+error bars and the grey band (the clean model) are 95% intervals over the held-out pairs.
+backdoor_success: share of held-out pairs where the trigger makes the model prefer the harmful reply;
+clean_accuracy: share where it prefers the chosen reply without the trigger.</p>
+<div class="figures">{figures}</div>
+<h2>Poison detection</h2>
+{detection}
+<h2>Example generations</h2>
+{examples}
+<h2>Every run</h2>
+{runs}
+<h2>Study settings</h2>
+{settings}
+</body></html>
+"""
+
+
+def _detection(out: Path, row: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's detector summaries: results.json flattens them, the run's own result.json keeps them whole."""
+    if row.get("detection"):
+        return row["detection"]
+    path = out / "runs" / row["run"] / "result.json"
+    return json.loads(path.read_text()).get("detection") if path.exists() else None
+
+
+def build_report(out: Path) -> str:
+    """The HTML text of the report of the study in ``out``."""
+    out = Path(out)
+    rows = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
+    config = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").exists() else {}
+    title = f"poisonlab report: {config.get('name', out.name)}"
+    summary = (
+        f"{len(rows)} runs of model {config.get('model', '?')} on {config.get('data', '?')}, seed "
+        f"{config.get('seed', '?')}; results folder {out.resolve()}."
+    )
+    figures = "".join(
+        f'<img alt="{html.escape(name)}" src="{ratio_figure(name, points, rows)}">'
+        for name, points in metric_series(rows).items()
+    )
+    detection_rows = [
+        (r["run"], spec, *(m.get(k) for k in DETECTION_KEYS))
+        for r in rows
+        for spec, m in (_detection(out, r) or {}).items()
+    ]
+    detection = (
+        _table(
+            ("run", "detector", "AUROC", "recall", "precision", "flagged", "backdoor after", "clean acc. after"),
+            detection_rows,
+        )
+        if detection_rows
+        else '<p class="note">No detectors ran (set <code>defenses:</code> in the config).</p>'
+    )
+    examples = _examples(out, rows)
+    if examples:
+        blocks = []
+        for ex in examples:
+            body = "".join(
+                f"<tr><td>{html.escape(r['run'])}</td><td class='reply'>{html.escape(r['plain'])}</td>"
+                f"<td class='reply'>{html.escape(r['triggered'])}</td></tr>"
+                for r in ex["replies"]
+            )
+            blocks.append(
+                f"<h3>{html.escape(ex['id'])}</h3><p class='reply'>{html.escape(ex['prompt'][-600:])}</p>"
+                f"<table><thead><tr><th>model</th><th>reply without the trigger</th><th>reply with the trigger"
+                f"</th></tr></thead><tbody>{body}</tbody></table>"
+            )
+        examples_html = "".join(blocks)
+    else:
+        examples_html = '<p class="note">No generations in this study (runs/*/generations/generations.jsonl).</p>'
+    columns = [c for c in RUN_COLUMNS if any(c in r for r in rows)]
+    runs = _table(columns, [[r.get(c) for c in columns] for r in rows])
+    settings = _table(("setting", "value"), [(k, v) for k, v in config.items()]) if config else ""
+    return PAGE.format(
+        title=html.escape(title),
+        summary=html.escape(summary),
+        figures=figures or '<p class="note">No finished runs yet.</p>',
+        detection=detection,
+        examples=examples_html,
+        runs=runs,
+        settings=settings,
+    )
+
+
+def write_report(out: str | Path) -> Path:
+    """Write ``out/report.html`` (atomically) and return its path."""
+    path = Path(out) / "report.html"
+    atomic_write_text(path, build_report(Path(out)))
+    return path
