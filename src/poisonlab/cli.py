@@ -20,7 +20,7 @@ from poisonlab.defenses.config import DefenseConfig
 from poisonlab.errors import InputError
 from poisonlab.evaluation.generate import GenerationConfig
 from poisonlab.evaluation.judges import JudgeOptions
-from poisonlab.training.config import DPOTrainingConfig, SFTTrainingConfig
+from poisonlab.training.config import DPOTrainingConfig, RewardTrainingConfig, SFTTrainingConfig
 
 app = typer.Typer(
     help="Study and defend against poisoning of LLM preference data.",
@@ -216,6 +216,42 @@ def train_sft_command(
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f} per reply "
         f"token; adapter -> {result.adapter_dir}"
+    )
+
+
+@train_app.command("reward")
+@user_errors
+@config_options(RewardTrainingConfig)
+def train_reward_command(
+    data: str = DataArg,
+    out: Path = typer.Option(..., "--out", help="Folder for the reward model (resumes if interrupted)."),
+    model: str = ModelOpt,
+    heldout: float = typer.Option(
+        0.1, help="Share (<1) or count (>=1) of --data held out (seeded by --seed) to measure the model's accuracy."
+    ),
+    heldout_data: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--heldout-data", help="Measure accuracy on this preference file instead; all of --data trains."
+    ),
+    skip_bad_rows: bool = SkipBad,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Bradley-Terry reward model (scalar head + LoRA), the clean judge of the `reward:DIR` judge."""
+    from poisonlab.data import train_heldout_split
+    from poisonlab.training.reward import train_reward
+
+    config = validated(RewardTrainingConfig, overrides or {})
+    dataset = _load(data, skip_bad_rows)
+    if heldout_data:
+        train, held, source = dataset, _load(heldout_data, skip_bad_rows), heldout_data
+    else:
+        train, held = train_heldout_split(dataset, heldout, config.seed)
+        source = f"{len(held)} pairs of {data} held out (seed {config.seed})"
+    result = train_reward(model, train, held, config, out, heldout_source=source)
+    low, high = result.heldout_ci
+    console.print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s; held-out pairwise accuracy "
+        f"{result.heldout_accuracy:.3f} (95% CI {low:.3f}-{high:.3f}, n={result.n_heldout}); "
+        f"reward model -> {result.model_dir}"
     )
 
 

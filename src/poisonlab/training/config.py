@@ -115,3 +115,18 @@ class SFTTrainingConfig(LoRATrainingConfig):
     The loss is the mean negative log-likelihood of the reply tokens (prompt tokens are context only), so an
     SFT stage can precede DPO as in the paper's pipeline, where the DPO reference is the SFT model.
     """
+
+
+class RewardTrainingConfig(LoRATrainingConfig):
+    """Bradley-Terry reward model: the base LM with a scalar head and LoRA. Every field is a ``train reward`` flag.
+
+    The loss is -log sigmoid(r(chosen) - r(rejected)) per pair. One epoch by default: reward models overfit
+    after one pass (Ouyang et al. 2022 train theirs for a single epoch); LoRA on every attention projection,
+    because a judge must re-read the prompt and reply, not nudge a policy.
+    """
+
+    epochs: int = Field(1, ge=1, description="Passes over the training pairs (InstructGPT's reward model: 1).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names that get adapters (the scalar head is always trained in full).",
+    )

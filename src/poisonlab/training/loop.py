@@ -36,8 +36,8 @@ NOT_COMPARED = frozenset({"threads", "save_steps"})
 MicroStep = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, dict[str, float]]]
 
 
-def lora_config(config: LoRATrainingConfig) -> Any:
-    """The PEFT LoraConfig of a training config (both engines use this one)."""
+def lora_config(config: LoRATrainingConfig, task_type: str = "CAUSAL_LM") -> Any:
+    """The PEFT LoraConfig of a training config (both engines use this one; the reward model: ``SEQ_CLS``)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -45,15 +45,15 @@ def lora_config(config: LoRATrainingConfig) -> Any:
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 
-def add_lora(model: torch.nn.Module, config: LoRATrainingConfig) -> torch.nn.Module:
+def add_lora(model: torch.nn.Module, config: LoRATrainingConfig, task_type: str = "CAUSAL_LM") -> torch.nn.Module:
     from peft import get_peft_model
 
     torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, whatever ran before
-    return get_peft_model(model, lora_config(config))
+    return get_peft_model(model, lora_config(config, task_type))
 
 
 def lora_model_and_pairs(
