@@ -32,3 +32,22 @@ def tiny_model(_cache: Path) -> str:
 
     resolve_model("tiny")  # build once per session
     return "tiny"
+
+
+TINY_STUDY = (
+    "name: tiny-study\nmodel: tiny\ndata: synthetic\nheldout: 24\nmax_train_pairs: 80\n"
+    "strategies: [random, dpo-score]\nratios: [0.1]\ntraining: {micro_batch_size: 16, epochs: 1}\ndefenses: [loss]\n"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny study (clean, random and dpo-score backdoors at 10%, a loss scan), run in this process."""
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments import ExperimentConfig, run_experiment
+
+    folder = tmp_path_factory.mktemp("study")
+    (folder / "study.yaml").write_text(TINY_STUDY)
+    config = load_config(ExperimentConfig, folder / "study.yaml", [f"out={folder / 'out'}"])
+    run_experiment(config, progress=False)
+    return folder / "out"

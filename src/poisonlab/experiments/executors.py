@@ -135,18 +135,26 @@ class RayExecutor(Executor):
     node shares, and every node needs poisonlab installed.
     """
 
-    def run(self, plan: Plan, progress: bool, on_done: OnDone) -> None:
-        try:
-            import ray
+    def __init__(self, jobs: int = 1, memory_gb: float | None = None, address: str | None = None) -> None:
+        try:  # fail before anything is written
+            import ray  # noqa: F401
         except ImportError:
             raise InputError("the Ray executor needs ray: pip install 'poisonlab[ray]'", field="--executor") from None
+        super().__init__(jobs, memory_gb, address)
+
+    def run(self, plan: Plan, progress: bool, on_done: OnDone) -> None:
+        import ray
+
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         if "POISONLAB_CACHE" in os.environ:
             env["POISONLAB_CACHE"] = os.environ["POISONLAB_CACHE"]
         if self.address:
             ray.init(address=self.address, runtime_env={"env_vars": env})
         else:
-            os.environ.update({k: os.environ.get(k, v) for k, v in env.items()})  # local workers inherit it
+            # Local workers inherit the environment. Ray nices its workers to 15 by default, which starves the
+            # study's only work on a machine shared with other jobs (seen here: 3% of a core each).
+            env["RAY_worker_niceness"] = "0"
+            os.environ.update({k: os.environ.get(k, v) for k, v in env.items()})
             ray.init(num_cpus=self.workers(plan.config.model), include_dashboard=False, log_to_driver=progress)
         try:
             memory = int(memory_gb_per_process(plan.config.model) * 1e9)

@@ -48,8 +48,10 @@ def metric_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[st
                 point = parts.get(part) if isinstance(parts, dict) else None
                 if isinstance(point, dict) and point.get("value") is not None:
                     series.setdefault(f"{name} / {part}", {})[row["run"]] = point
-    if series:
-        return series
+    if series:  # metric by metric, the backdoor's effect first
+        names = list(dict.fromkeys(key.split(" / ")[0] for key in series))
+        order = {f"{n} / {part}": (i, j) for i, n in enumerate(names) for j, part in enumerate(FIGURE_PARTS)}
+        return {key: series[key] for key in sorted(series, key=order.__getitem__)}
     for field in ("backdoor_success", "clean_accuracy"):  # the fallback: preference metrics on held-out pairs
         for row in rows:
             if row.get(field) is not None:
