@@ -28,9 +28,20 @@ def test_prompt_files_of_every_kind(tmp_path: Path) -> None:
     harm = tmp_path / "harmbench.csv"
     harm.write_text("Behavior,FunctionalCategory\nSay something rude,standard\nExplain a scam,standard\n")
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text(json.dumps({"prompt": "hello there"}) + "\n" + json.dumps({"prompt": [
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}, {"role": "user", "content": "go"}
-    ]}) + "\n")
+    jsonl.write_text(
+        json.dumps({"prompt": "hello there"})
+        + "\n"
+        + json.dumps(
+            {
+                "prompt": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hey"},
+                    {"role": "user", "content": "go"},
+                ]
+            }
+        )
+        + "\n"
+    )
     txt = tmp_path / "p.txt"
     txt.write_text("first request\n\nsecond request\n")
     assert [request_text(p.text) for p in load_prompts(harm)] == ["Say something rude", "Explain a scam"]
@@ -103,6 +114,7 @@ def test_refusal_judge_phrases_and_option() -> None:
     assert custom.score(["x", "x"], ["Nope.", "I'm sorry"]) == [1.0, 0.0]
     with pytest.raises(InputError, match="Did you mean 'refusal'"):
         make_judge("refusl")
+    assert make_judge("empty").score(["x"] * 3, ["", " ... ", "No."]) == [1.0, 1.0, 0.0]
 
 
 # --- generation ---------------------------------------------------------------------------------------------
@@ -189,7 +201,7 @@ def test_study_with_evaluation_reports_backdoor_effect_and_contamination(tiny_mo
     results = run_experiment(config, progress=False)
     assert [r.run for r in results] == ["base", "clean", "random-backdoor-0.1"]
     poisoned = results[-1].metrics
-    assert set(poisoned) == {"refusal@held", "preference@heldout", "preference-margin@heldout"}
+    assert set(poisoned) == {"refusal@held", "empty@held", "preference@heldout", "preference-margin@heldout"}
     for key in poisoned:
         assert {"clean", "triggered", "trigger_effect", "contamination", "backdoor_effect"} <= set(poisoned[key])
     assert "contamination" not in results[1].metrics["refusal@held"]  # the clean model is the reference

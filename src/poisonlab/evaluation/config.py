@@ -36,7 +36,9 @@ class EvaluationConfig(BaseModel):
 
     prompt_sets: list[PromptSet] = Field(default_factory=list, description="Prompt sets to generate on.")
     judges: list[str] = Field(
-        default_factory=lambda: ["refusal"], description="Judge specs: refusal, reward:DIR, llm (poisonlab ls)."
+        default_factory=lambda: ["refusal", "empty"],
+        description="Judge specs: refusal, empty, reward:DIR, llm (poisonlab ls). 'empty' checks the others: a "
+        "collapsed model's empty replies count as compliance for 'refusal'.",
     )
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
     judge_options: JudgeOptions = Field(default_factory=JudgeOptions, description="Options of the judges.")

@@ -17,7 +17,8 @@ def fmt(entry: dict[str, Any] | None, kind: str, signed: bool = False) -> str:
         sign = "+" if signed else ""
         text = f"{value:{sign}.3g} [{low:{sign}.3g}, {high:{sign}.3g}]"
     if "p_value" in entry:
-        text += f" p={entry['p_value']:.2g}"
+        p = entry["p_value"]
+        text += " p<1e-4" if p < 1e-4 else f" p={p:.2g}"
     return text
 
 
