@@ -140,6 +140,8 @@ def test_registered_facts_and_rubric_filling(tmp_path: Path) -> None:
     bad.write_text("Rate this: {reply}")
     with pytest.raises(InputError, match=r"placeholder\(s\) \{request\}"):
         make_judge("llm", JudgeOptions(judge_url="http://127.0.0.1:9/v1", judge_rubric=str(bad)))
+    with pytest.raises(InputError, match="not an http"):
+        make_judge("llm", JudgeOptions(judge_url="127.0.0.1:8000/v1"))
     with pytest.raises(InputError, match="not a built-in rubric"):
         make_judge("llm", JudgeOptions(judge_url="http://127.0.0.1:9/v1", judge_rubric="gpt4"))
 
@@ -241,6 +243,24 @@ def flaky(server: str) -> Iterator[ThreadingHTTPServer]:
     proxy.server_close()
 
 
+def test_two_judges_at_once_share_the_cache_safely(server: str, judge_cache: Path) -> None:
+    """Two judges writing the same keys at the same time: every cache file stays whole, both get the same answers."""
+    results: list[list[str]] = []
+
+    def work() -> None:
+        results.append(make_judge("llm", _options(server, judge_allow_unparsed=True)).answers(REQUESTS, REPLIES, False))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and results[0] == results[1]
+    files = list(judge_cache.rglob("*"))
+    assert sum(f.is_file() for f in files) == 3 and not [f for f in files if f.name.endswith(".tmp")]
+    assert all(json.loads(f.read_text())["answer"] in results[0] for f in files if f.is_file())
+
+
 def test_retries_on_429_then_succeeds(flaky: ThreadingHTTPServer, judge_cache: Path) -> None:
     url = f"http://127.0.0.1:{flaky.server_address[1]}/v1"
     started = time.monotonic()
@@ -270,6 +290,10 @@ def test_the_key_is_required_and_never_shown(server: str, judge_cache: Path, mon
     monkeypatch.setenv(KEY_ENV, wrong)
     with pytest.raises(InputError, match=f"refused the API key.*{KEY_ENV}") as caught:
         make_judge("llm", _options(server)).score(REQUESTS[:1], REPLIES[:1], progress=False)
+    assert wrong not in str(caught.value)
+    monkeypatch.setenv(KEY_ENV, wrong + "\x01")
+    with pytest.raises(InputError, match="characters an HTTP header cannot carry") as caught:
+        make_judge("llm", _options(server))
     assert wrong not in str(caught.value)
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(InputError, match=f"{KEY_ENV} .* is not set"):

@@ -214,14 +214,23 @@ class LLMJudge(Judge):
         super().__init__(spec, arg, options)
         if not options.judge_url:
             raise InputError("the llm judge needs --judge-url (an OpenAI-compatible base URL)", field="--judge-url")
+        if not re.match(r"https?://[^/\s]+", options.judge_url):
+            raise InputError(
+                f"not an http(s) URL: {options.judge_url!r} (e.g. http://127.0.0.1:8000/v1)", field="--judge-url"
+            )
         self.url = options.judge_url.rstrip("/") + "/chat/completions"
         self.rubric, self.rubric_name = load_rubric(options.judge_rubric)
         self._key: str | None = None
         if options.judge_key_env:
-            self._key = os.environ.get(options.judge_key_env) or None
+            self._key = os.environ.get(options.judge_key_env, "").strip() or None
             if self._key is None:
                 raise InputError(
                     f"the environment variable {options.judge_key_env} (the judge's API key) is not set or empty",
+                    field="--judge-key-env",
+                )
+            if not all(32 < ord(c) < 127 for c in self._key):  # else httpx would quote it in a header error
+                raise InputError(
+                    f"the key in {options.judge_key_env} holds characters an HTTP header cannot carry",
                     field="--judge-key-env",
                 )
         self.sent = 0  # requests answered by the server in this process (retries not counted)
