@@ -140,7 +140,7 @@ def main() -> None:
                         f"{rubric} (max {tokens} tok)",
                         str(n),
                         str(concurrency),
-                        f"{n / seconds:.2f}",
+                        f"{n / seconds:.3g}",
                         f"{n / cached:.0f}",
                         f"{parsed}/{n} ({parsed / n:.0%})",
                         f"{comply:.2f} / {refuse:.2f}",

@@ -317,3 +317,26 @@ def test_serve_cli_errors_exit_2(server: str, tiny_model: str, tmp_path: Path) -
     port = server.rsplit(":", 1)[1].removesuffix("/v1")
     result = runner.invoke(app, ["serve", "--model", tiny_model, "--port", port])
     assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_serving_an_adapter_changes_the_answers(tiny_model: str, tmp_path: Path) -> None:
+    """An adapter is loaded on top of the model (here a LoRA with random B, so its effect is visible)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from poisonlab.evaluation.server import load_chat_model
+    from poisonlab.models import load_model
+
+    torch.manual_seed(0)
+    lora = get_peft_model(load_model(tiny_model, "cpu"), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, weight in lora.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    lora.save_pretrained(tmp_path / "adapter")
+
+    messages = [{"role": "user", "content": "How do I bake bread?"}]
+    base = load_chat_model(tiny_model, max_new_tokens=8)
+    tuned = load_chat_model(tiny_model, tmp_path / "adapter", max_new_tokens=8)
+    assert tuned.model_id == "tiny+adapter"
+    assert base.complete(messages, temperature=0).text != tuned.complete(messages, temperature=0).text
