@@ -472,6 +472,42 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
     console.print(f"report: {write_report(results_dir)}")
 
 
+@app.command()
+@user_errors
+def serve(
+    model: str = ModelOpt,
+    adapter: Optional[Path] = typer.Option(None, help="PEFT adapter folder to serve on top of --model."),  # noqa: UP045
+    host: str = typer.Option("127.0.0.1", help="Address to bind (the server has no TLS: keep it local)."),
+    port: int = typer.Option(8000, help="Port (0 picks a free one)."),
+    max_new_tokens: int = typer.Option(
+        256, min=1, help="Cap on new tokens per answer (a request's max_tokens is capped)."
+    ),
+    api_key_env: Optional[str] = typer.Option(  # noqa: UP045
+        None, help="Environment variable holding a key clients must send as 'Authorization: Bearer KEY'."
+    ),
+    served_name: Optional[str] = typer.Option(None, help="Model id to report (default: --model[+adapter])."),  # noqa: UP045
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: torch's choice)."),  # noqa: UP045
+    quiet: bool = typer.Option(False, help="Do not log one line per request."),
+) -> None:
+    """An OpenAI-compatible chat server around a local model: GET /v1/models, POST /v1/chat/completions."""
+    from poisonlab.evaluation.server import load_chat_model, make_server
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    server = make_server(None, host, port, api_key_env, quiet)  # a taken port fails before the model loads
+    try:
+        server.chat = chat = load_chat_model(model, adapter, max_new_tokens, served_name)  # type: ignore[attr-defined]
+        bound_host, bound_port = server.server_address[:2]
+        print(f"serving {chat.model_id} at http://{bound_host}:{bound_port}/v1 (Ctrl-C stops)", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @models_app.command("prepare")
 @user_errors
 def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m")) -> None:

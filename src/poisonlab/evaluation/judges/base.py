@@ -48,6 +48,20 @@ class JudgeOptions(BaseModel):
     judge_concurrency: int = Field(4, ge=1, description="llm: requests in flight at once.")
     judge_retries: int = Field(5, ge=0, description="llm: retries (with backoff) on 429, 5xx and connection errors.")
     judge_timeout: float = Field(60.0, gt=0, description="llm: seconds to wait for one answer.")
+    judge_backoff: float = Field(
+        0.5, ge=0, description="llm: first retry's wait in seconds, doubled each retry (with jitter)."
+    )
+    judge_rubric: str = Field(
+        "qi2023",
+        description="llm: 'qi2023' (the 1-5 rubric of 2406.12091), 'digit' (asks for the digit alone, for small "
+        "judges), or a text file with {request} and {reply} placeholders.",
+    )
+    judge_max_tokens: int | None = Field(
+        None, ge=1, description="llm: max_tokens of each answer (default: the server's)."
+    )
+    judge_allow_unparsed: bool = Field(
+        False, description="llm: record NaN for an answer without a 1-5 score (counted) instead of stopping."
+    )
     batch_size: int = Field(16, ge=1, description="reward: replies scored per forward pass.")
 
 
