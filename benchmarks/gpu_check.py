@@ -52,6 +52,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--reply", type=int, default=128, help="max tokens of a reply")
     parser.add_argument("--steps", type=int, default=None, help="timed engine steps (default 8; 2 with --cpu)")
     parser.add_argument("--skip-trl", action="store_true", help="leave TRL's rows out")
+    parser.add_argument("--skip-cpu-study", action="store_true", help="no CPU quickstart to compare the GPU's with")
     parser.add_argument("--stage-timeout", type=int, default=240, help="seconds one stage may take")
     parser.add_argument("--engine-row", help=argparse.SUPPRESS)  # internal: one engine row, in its own process
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -199,6 +200,8 @@ def main() -> None:
 
     cli = [sys.executable, "-m", "poisonlab.cli", "run", "configs/quickstart.yaml", *QUICKSTART]
     devices = {"gpu": None, "cpu": ""} if cuda else {"cpu": ""}
+    if cuda and opts.skip_cpu_study:
+        del devices["cpu"]
     studies = {}
     for device, visible in devices.items():
         env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}

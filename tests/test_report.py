@@ -124,3 +124,42 @@ def test_the_report_renders_in_chromium_with_no_broken_image_or_script_error(tin
 
 def test_the_page_is_rebuilt_from_files_alone(tiny_study):
     assert build_report(tiny_study).startswith("<!DOCTYPE html>")
+
+
+def test_results_parquet_has_one_row_per_run_with_its_parameters_and_every_metric(tiny_study):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tiny_study / "results.parquet")
+    rows, expected = table.to_pylist(), json.loads((tiny_study / "results.json").read_text())
+    assert [r["run"] for r in rows] == [r["run"] for r in expected]
+    for row, want in zip(rows, expected):
+        assert {k: row[k] for k in want} == want  # every column of results.json, same values
+        assert row["study.model"] == "tiny" and row["training.epochs"] == 1 and row["training.learning_rate"] > 0
+    assert rows[1]["auroc loss"] is not None  # the detectors' metrics, flattened
+
+
+def test_duckdb_reads_results_parquet(tiny_study):
+    duckdb = pytest.importorskip("duckdb")
+    query = f"SELECT run, backdoor_success FROM '{tiny_study / 'results.parquet'}' WHERE ratio > 0 ORDER BY run"
+    assert [r[0] for r in duckdb.sql(query).fetchall()] == ["dpo-score-backdoor-0.1", "random-backdoor-0.1"]
+
+
+def test_nested_metrics_become_dotted_columns(tmp_path):
+    import pyarrow.parquet as pq
+
+    from poisonlab.reports.results import write_parquet
+
+    point = {"value": 0.5, "ci": [0.25, 0.75], "n": 8}
+    rows = [
+        {
+            "run": "clean",
+            "ratio": 0.0,
+            "backdoor_success": 0.1,
+            "clean_accuracy": 0.9,
+            "metrics": {"refusal": {"clean": point}},
+        },
+        {"run": "random-backdoor-0.1", "ratio": 0.1, "backdoor_success": 0.5, "clean_accuracy": 0.9, "metrics": {}},
+    ]
+    table = pq.read_table(write_parquet(rows, tmp_path))
+    assert table.column("metrics.refusal.clean.value").to_pylist() == [0.5, None]
+    assert table.column("metrics.refusal.clean.ci").to_pylist() == [[0.25, 0.75], None]

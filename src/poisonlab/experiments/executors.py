@@ -38,6 +38,10 @@ def run_task(name: str, config_json: str, out: str, progress: bool, *upstream: A
     from poisonlab.experiments.runner import run_one
 
     config, train, heldout = _study(config_json)
+    if not progress:  # transformers' own bars (loading weights) too
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
     if name == SCORES:
         scores_context(config, Path(out), progress).compute()
         return None
@@ -80,23 +84,28 @@ class Executor:
         return max(1, jobs)
 
     def run(self, plan: Plan, progress: bool, on_done: OnDone) -> None:
+        """Finished runs here first (run_one only re-reads them and refuses settings that changed since), then
+        the pending tasks with :meth:`run_pending`."""
+        config_json = plan.config.model_dump_json()
+        for task in plan.tasks:
+            if task.spec is not None and task.state == "done":
+                on_done(task, run_task(task.name, config_json, str(plan.out), progress))
+        if plan.left():
+            self.run_pending(plan, plan.left(), progress, on_done)
+
+    def run_pending(self, plan: Plan, tasks: list[Task], progress: bool, on_done: OnDone) -> None:
         raise NotImplementedError
 
 
 EXECUTORS: Registry[type[Executor]] = Registry("executor")
 
 
-def _to_run(plan: Plan) -> list[Task]:
-    """Pending tasks, plus finished runs: run_one re-checks their settings and adds missing scans cheaply."""
-    return [t for t in plan.tasks if t.pending or (t.spec is not None and t.state == "done")]
-
-
 @EXECUTORS.register("local")
 class LocalExecutor(Executor):
     """In this process for one job (progress bars and all), else a pool of ``jobs`` spawned processes."""
 
-    def run(self, plan: Plan, progress: bool, on_done: OnDone) -> None:
-        config_json, out, tasks = plan.config.model_dump_json(), str(plan.out), _to_run(plan)
+    def run_pending(self, plan: Plan, tasks: list[Task], progress: bool, on_done: OnDone) -> None:
+        config_json, out = plan.config.model_dump_json(), str(plan.out)
         jobs = self.workers(plan.config.model)
         if jobs <= 1:
             for task in tasks:
@@ -132,7 +141,8 @@ class RayExecutor(Executor):
 
     Ray orders the tasks (each gets the results it needs as arguments) and places them by one CPU and the
     model's memory per task. On a cluster the results folder and POISONLAB_CACHE must be on storage every
-    node shares, and every node needs poisonlab installed.
+    node shares, and every node needs poisonlab installed. Workers' output stays in Ray's session logs
+    (/tmp/ray/session_latest/logs); a failed task's error is raised here.
     """
 
     def __init__(self, jobs: int = 1, memory_gb: float | None = None, address: str | None = None) -> None:
@@ -142,7 +152,7 @@ class RayExecutor(Executor):
             raise InputError("the Ray executor needs ray: pip install 'poisonlab[ray]'", field="--executor") from None
         super().__init__(jobs, memory_gb, address)
 
-    def run(self, plan: Plan, progress: bool, on_done: OnDone) -> None:
+    def run_pending(self, plan: Plan, tasks: list[Task], progress: bool, on_done: OnDone) -> None:
         import ray
 
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -155,15 +165,15 @@ class RayExecutor(Executor):
             # study's only work on a machine shared with other jobs (seen here: 3% of a core each).
             env["RAY_worker_niceness"] = "0"
             os.environ.update({k: os.environ.get(k, v) for k, v in env.items()})
-            ray.init(num_cpus=self.workers(plan.config.model), include_dashboard=False, log_to_driver=progress)
+            ray.init(num_cpus=self.workers(plan.config.model), include_dashboard=False, log_to_driver=False)
         try:
             memory = int(memory_gb_per_process(plan.config.model) * 1e9)
             remote = ray.remote(num_cpus=1, memory=memory, max_retries=0)(run_task)
-            config_json, out, refs, tasks = plan.config.model_dump_json(), str(plan.out), {}, {}
-            for task in _to_run(plan):
+            config_json, out, refs, by_ref = plan.config.model_dump_json(), str(plan.out), {}, {}
+            for task in tasks:
                 upstream = [refs[n] for n in task.needs if n in refs]
                 refs[task.name] = remote.remote(task.name, config_json, out, False, *upstream)
-                tasks[refs[task.name]] = task
+                by_ref[refs[task.name]] = task
             pending = list(refs.values())
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
@@ -171,6 +181,6 @@ class RayExecutor(Executor):
                     result = ray.get(ready[0])
                 except ray.exceptions.RayTaskError as exc:
                     raise exc.as_instanceof_cause() from None
-                on_done(tasks[ready[0]], result)
+                on_done(by_ref[ready[0]], result)
         finally:
             ray.shutdown()

@@ -238,11 +238,10 @@ def build_report(out: Path) -> str:
         for r in rows
         for spec, m in (_detection(out, r) or {}).items()
     ]
+    header = ("run", "detector", "AUROC", "recall", "precision", "flagged", "backdoor after", "clean acc. after")
+    shown = [i for i in range(len(header)) if any(row[i] is not None for row in detection_rows)]  # no empty columns
     detection = (
-        _table(
-            ("run", "detector", "AUROC", "recall", "precision", "flagged", "backdoor after", "clean acc. after"),
-            detection_rows,
-        )
+        _table([header[i] for i in shown], [[row[i] for i in shown] for row in detection_rows])
         if detection_rows
         else '<p class="note">No detectors ran (set <code>defenses:</code> in the config).</p>'
     )
