@@ -39,7 +39,19 @@ DataArg = typer.Option(
     ..., "--data", help="Preference file (.jsonl/.jsonl.gz/.parquet), datasets folder, hub:NAME, or 'synthetic'."
 )
 SkipBad = typer.Option(False, "--skip-bad-rows", help="Leave out and count malformed rows instead of stopping.")
+Overwrite = typer.Option(False, "--overwrite", help="Replace the results already in the output folder.")
 ModelOpt = typer.Option("tiny", "--model", help="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
+
+
+@app.callback()
+def _start() -> None:
+    """Study and defend against poisoning of LLM preference data."""
+    import os
+
+    from poisonlab.hardware import default_threads
+
+    # Decided now, before this process adds to the load: torch, OpenMP and MKL then use the free cores.
+    os.environ.setdefault("OMP_NUM_THREADS", str(default_threads()))
 
 
 def user_errors(command: Any) -> Any:
@@ -64,14 +76,24 @@ def _adapter_settings(adapter: Path) -> tuple[str | None, DPOTrainingConfig | No
     return saved_dpo_config(adapter)
 
 
+def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[Any]) -> None:
+    from poisonlab.outputs import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(outputs, inputs)
+
+
 def _load(data: str, skip_bad_rows: bool):
     from poisonlab.data import load_pairs
 
     dataset = load_pairs(data, on_error="skip" if skip_bad_rows else "raise")
     if dataset.skipped:
+        from poisonlab.wording import plural
+
+        first = dataset.skipped[0]
+        field = f"field '{first.field}': " if first.field else ""
         errors.print(
-            f"[yellow]skipped {len(dataset.skipped)} bad rows[/] (first: line {dataset.skipped[0].line}: "
-            f"{dataset.skipped[0].reason})"
+            f"[yellow]skipped {plural(len(dataset.skipped), 'bad row')}[/] (first: line {first.line}: "
+            f"{field}{first.reason})"
         )
     return dataset
 
@@ -87,10 +109,11 @@ def data_inspect(
     from rich.table import Table
 
     from poisonlab.data import inspect_dataset
+    from poisonlab.wording import plural
 
     dataset = _load(path, skip_bad_rows)
     report = inspect_dataset(dataset)
-    console.print(f"[bold]{report.source}[/]: {report.n_pairs} pairs ({report.n_skipped} skipped)")
+    console.print(f"[bold]{report.source}[/]: {plural(report.n_pairs, 'pair')} ({report.n_skipped} skipped)")
     table = Table("length", "mean", "median", "p95", "max")
     for label, stats in (
         ("turns in prompt", report.turns),
@@ -121,10 +144,14 @@ def data_split(
     heldout: float = typer.Option(0.1, help="Held-out share (<1) or count (>=1)."),
     seed: int = typer.Option(0, help="Seed of the split."),
     skip_bad_rows: bool = SkipBad,
+    overwrite: bool = Overwrite,
 ) -> None:
     """Seeded train / held-out split, written as TRL-format JSONL with row ids."""
     from poisonlab.data import train_heldout_split, write_pairs
+    from poisonlab.outputs import claim_output_folder, refuse_overwriting_inputs
 
+    refuse_overwriting_inputs([out / "train.jsonl", out / "heldout.jsonl"], [path])
+    claim_output_folder(out, overwrite)
     train, held = train_heldout_split(_load(path, skip_bad_rows), heldout, seed)  # <1: share, >=1: count
     write_pairs(train, out / "train.jsonl")
     write_pairs(held, out / "heldout.jsonl")
@@ -151,15 +178,24 @@ def poison(
     seed: int = typer.Option(0, help="Seed for selection, projection, clustering and trigger placement."),
     preset: str = typer.Option("cpu", help="Training preset of the clean model the model-based strategies use."),
     skip_bad_rows: bool = SkipBad,
+    overwrite: bool = Overwrite,
     overrides: dict[str, Any] | None = None,
     selection_options: dict[str, Any] | None = None,
 ) -> None:
     """Select pairs, poison them, write DIR/data.jsonl and DIR/manifest.json."""
-    from poisonlab.attacks import STRATEGIES, poison_dataset, write_poisoned
-    from poisonlab.attacks.triggers import check_position
+    from poisonlab.attacks import ATTACKS, STRATEGIES, poison_dataset, write_poisoned
+    from poisonlab.attacks.triggers import check_position, check_trigger
+    from poisonlab.models.loading import check_model_name
+    from poisonlab.outputs import claim_output_folder, refuse_overwriting_inputs
 
     STRATEGIES.get(strategy)
+    ATTACKS.get(attack)
     check_position(position)
+    check_model_name(model)
+    if attack == "backdoor":
+        check_trigger(trigger)
+    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data])
+    claim_output_folder(out, overwrite)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
     selection = validated(SelectionConfig, selection_options or {})
     dataset = _load(data, skip_bad_rows)
@@ -188,6 +224,7 @@ def train_dpo_command(
     if preset not in ("cpu", "paper"):
         raise InputError(f"unknown preset {preset!r}: use cpu or paper", field="--preset")
     config = DPOTrainingConfig.from_preset(preset, **(overrides or {}))  # type: ignore[arg-type]
+    _refuse_overwriting_inputs([out], [data])
     dataset = _load(data, skip_bad_rows)
     result = train_dpo(model, dataset, config, out)
     console.print(
@@ -210,6 +247,7 @@ def train_sft_command(
     from poisonlab.training import train_sft
 
     config = SFTTrainingConfig(**(overrides or {}))
+    _refuse_overwriting_inputs([out], [data])
     result = train_sft(model, _load(data, skip_bad_rows), config, out)
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f} per reply "
@@ -235,6 +273,7 @@ def evaluate(
     from poisonlab.evaluation import evaluate_preferences, write_metrics
 
     TRIGGER_POSITIONS.get(position)
+    _refuse_overwriting_inputs([out / "metrics.json"], [data])
     settings = DPOTrainingConfig()
     if adapter is not None:
         settings = _adapter_settings(adapter)[1] or settings
@@ -286,11 +325,13 @@ def scan(
     """Vet preference data: score every pair for suspicion with each detector, and keep what it does not flag."""
     from poisonlab.defenses import poisoned_ids_from_manifest, write_scan
     from poisonlab.defenses import scan as scan_data
-    from poisonlab.defenses.scan import parse_spec
+    from poisonlab.defenses.scan import kept_file_name, parse_spec
     from poisonlab.reports import scan_table
 
     for spec in detector:
         parse_spec(spec)
+    written = [out / "scores.csv", out / "scan.json", *(out / kept_file_name(spec) for spec in detector)]
+    _refuse_overwriting_inputs(written, [data, manifest])
     config = validated(DefenseConfig, overrides or {})
     training = DPOTrainingConfig(seed=seed)
     if adapter is not None:
@@ -318,10 +359,14 @@ def run(
         [], "--set", help="Override any config field: --set training.epochs=2 --set ratios=[0.01,0.05]. Repeatable."
     ),
     out: Optional[Path] = typer.Option(None, help="Results folder (default runs/<name>)."),  # noqa: UP045
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the results folder's contents (another study's, or this one's)."
+    ),
 ) -> None:
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
+    from poisonlab.experiments.runner import precision
     from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
@@ -338,8 +383,8 @@ def run(
             f"backdoor success {result.backdoor_success:.1%} ({result.minutes:.1f} min)"
         )
 
-    results = run_experiment(experiment, on_result=show)
-    console.print(results_table(results, title=f"{experiment.name} ({experiment.model})"))
+    results = run_experiment(experiment, on_result=show, overwrite=overwrite)
+    console.print(results_table(results, title=f"{experiment.name} ({experiment.model}, {precision(experiment)})"))
     console.print(
         "backdoor success = share of held-out pairs where the trigger makes the model prefer the harmful "
         "reply; clean acc. = share where the model prefers the chosen reply without the trigger."
@@ -352,6 +397,34 @@ def run(
         console.print(overlap_table(overlaps))
     plots = ", ".join(str(p) for p in sorted(folder.glob("*.png")))
     console.print(f"results: {folder}/results.csv, plots: {plots}")
+
+
+@app.command()
+@user_errors
+def show(folder: Path = typer.Argument(..., help="A study's results folder (what `poisonlab run` wrote).")) -> None:
+    """Print the tables of a study that ran (finished runs only), without running anything."""
+    from poisonlab.experiments import saved_study
+    from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
+
+    config, results = saved_study(folder)
+    runs = config.runs()
+    console.print(
+        f"[bold]{config.name}[/]: model {config.model}, data {config.data}; {len(results)} of {len(runs)} runs finished"
+    )
+    if not results:
+        console.print(f"nothing finished yet: `poisonlab run {folder}/config.yaml --out {folder}` runs the study")
+        return
+    precisions = sorted({r.precision or "precision not recorded" for r in results})
+    console.print(results_table(results, title=f"{config.name} ({config.model}, {', '.join(precisions)})"))
+    detection = detection_table(results, title="poison detection (defenses:)")
+    if detection is not None:
+        console.print(detection)
+    overlaps = run_overlaps(folder)
+    if overlaps:
+        console.print(overlap_table(overlaps))
+    missing = [spec.name for spec in runs if spec.name not in {r.run for r in results}]
+    if missing:
+        console.print(f"not finished: {', '.join(missing)} (rerun the study to finish them)")
 
 
 @models_app.command("prepare")
