@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
-    """``1 row``, ``2 rows``, ``1,795 pairs``: a count with its noun in the right number."""
-    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+    """``1 row``, ``2 rows``, ``1795 pairs``: a count with its noun in the right number."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
 
 
 def count_or_share(value: float) -> str:
