@@ -98,7 +98,8 @@ def test_a_folder_whose_training_never_started_is_claimed_again(tmp_path):
 
 
 def test_poison_checks_the_model_and_the_trigger_even_when_unused(tmp_path):
-    result = invoke("poison", "--data", "synthetic", "--strategy", "random", "--model", "tiny2", "--out", tmp_path / "a")
+    out = tmp_path / "a"
+    result = invoke("poison", "--data", "synthetic", "--strategy", "random", "--model", "tiny2", "--out", out)
     assert result.exit_code == 2 and "unknown model 'tiny2'" in result.output
     for trigger in ("", "   "):
         result = invoke("poison", "--data", "synthetic", "--trigger", trigger, "--out", tmp_path / "b")
@@ -128,7 +129,7 @@ def test_a_study_resumes_refuses_another_study_and_overwrites_on_request(tiny_mo
     assert [r.run for r in run_experiment(more, progress=False)][-1] == "random-backdoor-0.2"
 
     other = config.model_copy(update={"seed": 1})
-    with pytest.raises(InputError, match="another study.*seed"):
+    with pytest.raises(InputError, match=r"another study.*seed"):
         run_experiment(other, progress=False)
     fresh = run_experiment(other, progress=False, overwrite=True)
     assert [r.run for r in fresh] == ["clean", "random-backdoor-0.1"]
@@ -198,12 +199,11 @@ def test_default_threads_follow_the_free_cores(monkeypatch):
 
 def test_dpo_score_says_it_trains_a_clean_model_first(tiny_model, capsys):
     from poisonlab.attacks import poison_dataset
+    from poisonlab.attacks.clean_model import clean_model_folder
+    from poisonlab.attacks.strategies import SelectionContext
     from poisonlab.data import load_pairs
     from poisonlab.data.pairs import PreferenceDataset
     from poisonlab.training.config import DPOTrainingConfig
-
-    from poisonlab.attacks.clean_model import clean_model_folder
-    from poisonlab.attacks.strategies import SelectionContext
 
     pairs = load_pairs("synthetic").pairs[:40]
     training = DPOTrainingConfig(epochs=1, bf16=False, seed=11)
