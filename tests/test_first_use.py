@@ -116,8 +116,8 @@ def test_a_study_resumes_refuses_another_study_and_overwrites_on_request(tiny_mo
     config = ExperimentConfig(
         name="t",
         out=str(out),
-        max_train_pairs=48,
-        max_heldout_pairs=16,
+        max_train_pairs=32,
+        max_heldout_pairs=8,
         ratios=[0.1],
         training={"epochs": 1, "bf16": False},
     )
