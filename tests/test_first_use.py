@@ -197,6 +197,20 @@ def test_default_threads_follow_the_free_cores(monkeypatch):
     hardware.default_threads.cache_clear()
 
 
+def test_every_command_uses_the_default_thread_count(monkeypatch):
+    import torch
+
+    from poisonlab import hardware
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(hardware, "default_threads", lambda: 3)
+    try:
+        assert invoke("ls").exit_code == 0
+        assert torch.get_num_threads() == 3  # scoring and evaluation too, not only training
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_dpo_score_says_it_trains_a_clean_model_first(tiny_model, capsys):
     from poisonlab.attacks import poison_dataset
     from poisonlab.attacks.clean_model import clean_model_folder

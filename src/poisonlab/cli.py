@@ -46,12 +46,12 @@ ModelOpt = typer.Option("tiny", "--model", help="Built-in name (tiny, smollm2-13
 @app.callback()
 def _start() -> None:
     """Study and defend against poisoning of LLM preference data."""
-    import os
+    import torch
 
     from poisonlab.hardware import default_threads
 
-    # Decided now, before this process adds to the load: torch, OpenMP and MKL then use the free cores.
-    os.environ.setdefault("OMP_NUM_THREADS", str(default_threads()))
+    # Decided now, before this process adds to the load; scoring and evaluation use it as training does.
+    torch.set_num_threads(default_threads())
 
 
 def user_errors(command: Any) -> Any:
