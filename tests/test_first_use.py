@@ -137,6 +137,11 @@ def test_a_study_resumes_refuses_another_study_and_overwrites_on_request(tiny_mo
     saved, finished = saved_study(out)
     assert saved.seed == 1 and [r.run for r in finished] == ["clean", "random-backdoor-0.1"]
 
+    data = out / "runs" / "random-backdoor-0.1" / "poison" / "data.jsonl"  # a study's poisoned data as input
+    with pytest.raises(InputError, match="which this run would replace"):
+        run_experiment(config.model_copy(update={"data": str(data)}), progress=False, overwrite=True)
+    assert data.exists()
+
     shown = invoke("show", out)
     assert shown.exit_code == 0, shown.output
     assert "clean model" in shown.output and "fp32" in shown.output and "2 of 2 runs finished" in shown.output

@@ -52,7 +52,7 @@ from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.experiments.defend import defend_run
 from poisonlab.hardware import default_device, resolve_bf16, resolved_threads, torch_threads
 from poisonlab.io import atomic_write_json, atomic_write_text
-from poisonlab.outputs import existing_results
+from poisonlab.outputs import existing_results, refuse_overwriting_inputs
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
 
@@ -158,6 +158,21 @@ def _clear_study(folder: Path, plots: bool = True) -> None:
         plot.unlink()
 
 
+def _clear_study_keeping_the_data(folder: Path, config: ExperimentConfig, plots: bool = True) -> None:
+    """``_clear_study``, refused if the study's own data lies in what it would remove."""
+    data = Path(config.data).expanduser()
+    if data.exists():
+        data = data.resolve()
+        for name in STUDY_ENTRIES:
+            entry = (folder / name).resolve()
+            if data == entry or entry in data.parents:
+                raise InputError(
+                    f"the data {data} is inside {entry}, which this run would replace; copy it elsewhere first",
+                    field="data",
+                )
+    _clear_study(folder, plots)
+
+
 def claim_results_folder(config: ExperimentConfig, overwrite: bool = False) -> Path:
     """The study's results folder, made ready for ``config``: resumed, cleared, or refused.
 
@@ -169,6 +184,7 @@ def claim_results_folder(config: ExperimentConfig, overwrite: bool = False) -> P
     out = results_folder(config)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", path=out, field="out")
+    refuse_overwriting_inputs([out / name for name in STUDY_ENTRIES], [config.data], field="out")
     if (out / "config.yaml").exists():
         differences = study_differences(out, config)
         if not differences and not overwrite:
@@ -179,7 +195,7 @@ def claim_results_folder(config: ExperimentConfig, overwrite: bool = False) -> P
                 "folder (--out), or pass --overwrite to replace them",
                 path=out,
             )
-        _clear_study(out)
+        _clear_study_keeping_the_data(out, config)
         return out
     found = existing_results(out)
     if found and not overwrite:
@@ -188,7 +204,7 @@ def claim_results_folder(config: ExperimentConfig, overwrite: bool = False) -> P
             "--overwrite to replace them",
             path=out,
         )
-    _clear_study(out, plots=False)  # not a study's folder: its pictures are the user's
+    _clear_study_keeping_the_data(out, config, plots=False)  # not a study's folder: its pictures are the user's
     return out
 
 
