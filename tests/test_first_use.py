@@ -257,6 +257,13 @@ def test_heldout_counts_print_as_counts(tmp_path):
     assert "600 pairs" in result.output
 
 
+def test_a_bad_training_flag_is_one_line_naming_the_flag(tmp_path):
+    for command in (["train", "dpo"], ["poison"]):
+        result = invoke(*command, "--data", "synthetic", "--epochs", "0", "--out", tmp_path / "t")
+        assert result.exit_code == 2 and "field '--epochs': Input should be greater than or equal to 1" in result.output
+        assert "Traceback" not in result.output and not (tmp_path / "t").exists()
+
+
 def test_set_errors_name_the_flag_and_unknown_keys_the_valid_ones(tmp_path):
     result = invoke("run", QUICKSTART, "--set", "training.epoch=2", "--out", tmp_path / "x")
     assert result.exit_code == 2 and "quickstart.yaml" not in result.output

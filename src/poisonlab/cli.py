@@ -59,8 +59,16 @@ def user_errors(command: Any) -> Any:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
         try:
             return command(*args, **kwargs)
+        except ValidationError as exc:  # a config built from flags: name the flag, not pydantic's model
+            error = exc.errors()[0]
+            flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else None
+            message = InputError(error["msg"].removeprefix("Value error, "), field=flag).describe()
+            errors.print(f"[bold red]poisonlab: error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except InputError as exc:
             errors.print(f"[bold red]poisonlab: error:[/] {exc.describe()}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
