@@ -41,7 +41,19 @@ DataArg = typer.Option(
     ..., "--data", help="Preference file (.jsonl/.jsonl.gz/.parquet), datasets folder, hub:NAME, or 'synthetic'."
 )
 SkipBad = typer.Option(False, "--skip-bad-rows", help="Leave out and count malformed rows instead of stopping.")
+Overwrite = typer.Option(False, "--overwrite", help="Replace the results already in the output folder.")
 ModelOpt = typer.Option("tiny", "--model", help="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
+
+
+@app.callback()
+def _start() -> None:
+    """Study and defend against poisoning of LLM preference data."""
+    import torch
+
+    from poisonlab.hardware import default_threads
+
+    # Decided now, before this process adds to the load; scoring and evaluation use it as training does.
+    torch.set_num_threads(default_threads())
 
 
 def user_errors(command: Any) -> Any:
@@ -49,8 +61,16 @@ def user_errors(command: Any) -> Any:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
         try:
             return command(*args, **kwargs)
+        except ValidationError as exc:  # a config built from flags: name the flag, not pydantic's model
+            error = exc.errors()[0]
+            flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else None
+            message = InputError(error["msg"].removeprefix("Value error, "), field=flag).describe()
+            errors.print(f"[bold red]poisonlab: error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except InputError as exc:
             errors.print(f"[bold red]poisonlab: error:[/] {exc.describe()}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
@@ -66,14 +86,24 @@ def _adapter_settings(adapter: Path) -> tuple[str | None, DPOTrainingConfig | No
     return saved_dpo_config(adapter)
 
 
+def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[Any]) -> None:
+    from poisonlab.outputs import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(outputs, inputs)
+
+
 def _load(data: str, skip_bad_rows: bool):
     from poisonlab.data import load_pairs
 
     dataset = load_pairs(data, on_error="skip" if skip_bad_rows else "raise")
     if dataset.skipped:
+        from poisonlab.wording import plural
+
+        first = dataset.skipped[0]
+        field = f"field '{first.field}': " if first.field else ""
         errors.print(
-            f"[yellow]skipped {len(dataset.skipped)} bad rows[/] (first: line {dataset.skipped[0].line}: "
-            f"{dataset.skipped[0].reason})"
+            f"[yellow]skipped {plural(len(dataset.skipped), 'bad row')}[/] (first: line {first.line}: "
+            f"{field}{first.reason})"
         )
     return dataset
 
@@ -89,10 +119,11 @@ def data_inspect(
     from rich.table import Table
 
     from poisonlab.data import inspect_dataset
+    from poisonlab.wording import plural
 
     dataset = _load(path, skip_bad_rows)
     report = inspect_dataset(dataset)
-    console.print(f"[bold]{report.source}[/]: {report.n_pairs} pairs ({report.n_skipped} skipped)")
+    console.print(f"[bold]{report.source}[/]: {plural(report.n_pairs, 'pair')} ({report.n_skipped} skipped)")
     table = Table("length", "mean", "median", "p95", "max")
     for label, stats in (
         ("turns in prompt", report.turns),
@@ -123,10 +154,14 @@ def data_split(
     heldout: float = typer.Option(0.1, help="Held-out share (<1) or count (>=1)."),
     seed: int = typer.Option(0, help="Seed of the split."),
     skip_bad_rows: bool = SkipBad,
+    overwrite: bool = Overwrite,
 ) -> None:
     """Seeded train / held-out split, written as TRL-format JSONL with row ids."""
     from poisonlab.data import train_heldout_split, write_pairs
+    from poisonlab.outputs import claim_output_folder, refuse_overwriting_inputs
 
+    refuse_overwriting_inputs([out / "train.jsonl", out / "heldout.jsonl"], [path])
+    claim_output_folder(out, overwrite)
     train, held = train_heldout_split(_load(path, skip_bad_rows), heldout, seed)  # <1: share, >=1: count
     write_pairs(train, out / "train.jsonl")
     write_pairs(held, out / "heldout.jsonl")
@@ -153,15 +188,24 @@ def poison(
     seed: int = typer.Option(0, help="Seed for selection, projection, clustering and trigger placement."),
     preset: str = typer.Option("cpu", help="Training preset of the clean model the model-based strategies use."),
     skip_bad_rows: bool = SkipBad,
+    overwrite: bool = Overwrite,
     overrides: dict[str, Any] | None = None,
     selection_options: dict[str, Any] | None = None,
 ) -> None:
     """Select pairs, poison them, write DIR/data.jsonl and DIR/manifest.json."""
-    from poisonlab.attacks import STRATEGIES, poison_dataset, write_poisoned
-    from poisonlab.attacks.triggers import check_position
+    from poisonlab.attacks import ATTACKS, STRATEGIES, poison_dataset, write_poisoned
+    from poisonlab.attacks.triggers import check_position, check_trigger
+    from poisonlab.models.loading import check_model_name
+    from poisonlab.outputs import claim_output_folder, refuse_overwriting_inputs
 
     STRATEGIES.get(strategy)
+    ATTACKS.get(attack)
     check_position(position)
+    check_model_name(model)
+    if attack == "backdoor":
+        check_trigger(trigger)
+    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data])
+    claim_output_folder(out, overwrite)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
     selection = validated(SelectionConfig, selection_options or {})
     dataset = _load(data, skip_bad_rows)
@@ -190,6 +234,7 @@ def train_dpo_command(
     if preset not in ("cpu", "paper"):
         raise InputError(f"unknown preset {preset!r}: use cpu or paper", field="--preset")
     config = DPOTrainingConfig.from_preset(preset, **(overrides or {}))  # type: ignore[arg-type]
+    _refuse_overwriting_inputs([out], [data])
     dataset = _load(data, skip_bad_rows)
     result = train_dpo(model, dataset, config, out)
     console.print(
@@ -212,6 +257,7 @@ def train_sft_command(
     from poisonlab.training import train_sft
 
     config = SFTTrainingConfig(**(overrides or {}))
+    _refuse_overwriting_inputs([out], [data])
     result = train_sft(model, _load(data, skip_bad_rows), config, out)
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f} per reply "
@@ -274,6 +320,7 @@ def evaluate(
     from poisonlab.reports.evaluation import preference_summary
 
     TRIGGER_POSITIONS.get(position)
+    _refuse_overwriting_inputs([out / "metrics.json"], [data])
     settings = DPOTrainingConfig()
     if adapter is not None:
         settings = _adapter_settings(adapter)[1] or settings
@@ -376,11 +423,13 @@ def scan(
     """Vet preference data: score every pair for suspicion with each detector, and keep what it does not flag."""
     from poisonlab.defenses import poisoned_ids_from_manifest, write_scan
     from poisonlab.defenses import scan as scan_data
-    from poisonlab.defenses.scan import parse_spec
+    from poisonlab.defenses.scan import kept_file_name, parse_spec
     from poisonlab.reports import scan_table
 
     for spec in detector:
         parse_spec(spec)
+    written = [out / "scores.csv", out / "scan.json", *(out / kept_file_name(spec) for spec in detector)]
+    _refuse_overwriting_inputs(written, [data, manifest])
     config = validated(DefenseConfig, overrides or {})
     training = DPOTrainingConfig(seed=seed)
     if adapter is not None:
@@ -415,12 +464,16 @@ def run(
     ray_address: Optional[str] = typer.Option(  # noqa: UP045
         None, help="Ray cluster to run on (ray://HOST:10001 or auto); default: a Ray instance on this machine."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the results folder's contents (another study's, or this one's)."
+    ),
 ) -> None:
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
     from poisonlab.experiments.executors import EXECUTORS
     from poisonlab.experiments.plan import build_plan, plan_table
+    from poisonlab.experiments.runner import precision
     from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
@@ -432,19 +485,23 @@ def run(
     if dry_run:
         console.print(plan_table(build_plan(experiment, folder), runner.workers(experiment.model)))
         return
+    total = len(experiment.runs())
+    earlier = {t.name for t in build_plan(experiment, folder).tasks if t.state == "done"} if folder.exists() else set()
     console.print(
-        f"[bold]{experiment.name}[/]: model {experiment.model}, data {experiment.data}, "
-        f"{len(experiment.runs())} runs -> {folder}"
+        f"[bold]{experiment.name}[/]: model {experiment.model}, data {experiment.data}, {total} runs -> {folder}"
+        + (f" ({len(earlier)} finished earlier: read, not run again)" if earlier else "")
     )
+    count = iter(range(1, total + 1))
 
     def show(result: Any) -> None:
+        when = "finished earlier" if result.run in earlier else f"{result.minutes:.1f} min"
         console.print(
-            f"  done {result.run}: clean acc {result.clean_accuracy:.1%}, "
-            f"backdoor success {result.backdoor_success:.1%} ({result.minutes:.1f} min)"
+            f"  run {next(count)}/{total} {result.run}: clean acc {result.clean_accuracy:.1%}, "
+            f"backdoor success {result.backdoor_success:.1%} ({when})"
         )
 
-    results = run_experiment(experiment, on_result=show, executor=runner)
-    console.print(results_table(results, title=f"{experiment.name} ({experiment.model})"))
+    results = run_experiment(experiment, on_result=show, executor=runner, overwrite=overwrite)
+    console.print(results_table(results, title=f"{experiment.name} ({experiment.model}, {precision(experiment)})"))
     for table in metric_tables(results):
         console.print(table)
     console.print(
@@ -506,6 +563,34 @@ def serve(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+@user_errors
+def show(folder: Path = typer.Argument(..., help="A study's results folder (what `poisonlab run` wrote).")) -> None:
+    """Print the tables of a study that ran (finished runs only), without running anything."""
+    from poisonlab.experiments import saved_study
+    from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
+
+    config, results = saved_study(folder)
+    runs = config.runs()
+    console.print(
+        f"[bold]{config.name}[/]: model {config.model}, data {config.data}; {len(results)} of {len(runs)} runs finished"
+    )
+    if not results:
+        console.print(f"nothing finished yet: `poisonlab run {folder}/config.yaml --out {folder}` runs the study")
+        return
+    precisions = sorted({r.precision or "precision not recorded" for r in results})
+    console.print(results_table(results, title=f"{config.name} ({config.model}, {', '.join(precisions)})"))
+    detection = detection_table(results, title="poison detection (defenses:)")
+    if detection is not None:
+        console.print(detection)
+    overlaps = run_overlaps(folder)
+    if overlaps:
+        console.print(overlap_table(overlaps))
+    missing = [spec.name for spec in runs if spec.name not in {r.run for r in results}]
+    if missing:
+        console.print(f"not finished: {', '.join(missing)} (rerun the study to finish them)")
 
 
 @models_app.command("prepare")

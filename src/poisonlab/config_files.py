@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -9,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from poisonlab.errors import InputError
+from poisonlab.wording import plural
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,6 +32,34 @@ def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+def unknown_key_message(key: Any, valid: list[str]) -> str:
+    """Name an unknown config key, the closest valid one, and every valid one."""
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown key '{key}'.{hint} Valid keys: {', '.join(valid)}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The config class that holds the last key of ``loc`` (None where the path leaves pydantic models)."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        current = field.annotation if field else None
+        if not (inspect.isclass(current) and issubclass(current, BaseModel)):
+            return None
+    return current
+
+
+def error_message(model: type[BaseModel], error: Any) -> str:
+    """pydantic's message for one error, with the valid keys and a suggestion for an unknown key."""
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden" and loc:
+        holder = _model_at(model, loc[:-1])
+        if holder is not None:
+            return unknown_key_message(loc[-1], list(holder.model_fields))
+    return error["msg"].removeprefix("Value error, ")
+
+
 def set_dotted(data: dict[str, Any], assignment: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict: the CLI twin of any config field."""
     key, sep, raw = assignment.partition("=")
@@ -39,8 +70,25 @@ def set_dotted(data: dict[str, Any], assignment: str) -> None:
     for part in parts[:-1]:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise InputError(f"{key!r}: {part!r} is not a section", field="--set")
-    target[parts[-1]] = yaml.safe_load(raw)
+            raise InputError(f"{part!r} is not a section", field=f"--set {key}")
+    try:
+        target[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid value {raw!r}: {getattr(exc, 'problem', exc)}", field=f"--set {key}") from None
+
+
+def _blamed_override(loc: tuple[str, ...], overrides: list[str]) -> str | None:
+    """The ``--set`` key that set the value at ``loc`` (or a section holding it), if one did."""
+    keys = [assignment.partition("=")[0] for assignment in overrides]
+    for key in reversed(keys):  # the last --set of a key wins, as it does in the data
+        parts = tuple(key.split("."))
+        if loc[: len(parts)] == parts:
+            return key
+    for key in reversed(keys):
+        parts = tuple(key.split("."))
+        if parts[: len(loc)] == loc:
+            return key
+    return None
 
 
 def load_config(model: type[M], path: str | Path | None, overrides: list[str] | None = None) -> M:
@@ -70,7 +118,13 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] | 
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = tuple(error["loc"])
+        sub_loc = (error.get("ctx") or {}).get("sub_loc")  # a dict field checked against its own model
+        if sub_loc:
+            loc += tuple(sub_loc.split("."))
+        more = f" (and {plural(exc.error_count() - 1, 'more problem')})" if exc.error_count() > 1 else ""
+        message = error_message(model, error) + more
+        blamed = _blamed_override(tuple(map(str, loc)), overrides or [])
+        if blamed is not None:  # the value came from the command line, not from the file
+            raise InputError(message, field=f"--set {blamed}") from None
         line = next((lines[loc[:k]] for k in range(len(loc), 0, -1) if loc[:k] in lines), None)
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        message = error["msg"].removeprefix("Value error, ")
-        raise InputError(message + more, path=path, line=line, field=".".join(map(str, loc)) or None) from None
+        raise InputError(message, path=path, line=line, field=".".join(map(str, loc)) or None) from None

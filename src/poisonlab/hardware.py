@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,18 +40,45 @@ def resolve_bf16(setting: bool | str, device: str) -> bool:
     return cpu_has_fast_bf16()
 
 
+@functools.cache
+def default_threads() -> int:
+    """CPU threads when a config leaves ``threads`` unset: ``OMP_NUM_THREADS`` if set, else the free cores.
+
+    Free cores: the CPUs this process may use (``os.sched_getaffinity``) less the 1-minute load average,
+    at least 1. torch's own default (every core) oversubscribes a busy machine, and threads then spin-wait
+    on each other: a study took 61 min under load instead of ~2. Decided once per process, at its first
+    call (the CLI makes it at start-up, before its own work adds to the load), so a whole study uses one
+    count.
+    """
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
+def resolved_threads(threads: int | None) -> int:
+    """The thread count a ``threads`` setting means: itself, or ``default_threads()`` when None."""
+    return threads if threads is not None else default_threads()
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run a block with ``threads`` torch CPU threads (None: leave torch's choice), restoring it after.
+    """Run a block with ``threads`` torch CPU threads (None: ``default_threads()``), restoring it after.
 
     On a CPU, more threads than free physical cores is the commonest 10x slow-down (threads spin-wait
-    on each other), so training takes the number as a setting instead of guessing it.
+    on each other), so the count is a setting, and its default looks at what is free.
     """
     import torch
 
-    if threads is None:
-        yield
-        return
+    threads = resolved_threads(threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

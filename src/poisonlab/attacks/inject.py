@@ -20,11 +20,13 @@ from typing import Any
 from poisonlab import __version__
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext
-from poisonlab.attacks.triggers import insert_trigger, resolve_position
+from poisonlab.attacks.triggers import check_trigger, insert_trigger, resolve_position
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
 from poisonlab.data.writer import write_pairs
 from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json, sha256_path
+from poisonlab.models.loading import check_model_name
+from poisonlab.outputs import refuse_overwriting_inputs
 from poisonlab.registry import Registry
 from poisonlab.training.config import DPOTrainingConfig
 
@@ -85,6 +87,9 @@ def poison_dataset(
     """
     select, apply = STRATEGIES.get(strategy), ATTACKS.get(attack)
     concrete = resolve_position(position, strategy)
+    check_model_name(model)  # even where the strategy never loads it: a typo must not pass unnoticed
+    if attack == "backdoor":
+        check_trigger(trigger)
     n_poison = n_poison_for(ratio, len(dataset))
     ctx = SelectionContext(
         dataset=dataset,
@@ -138,6 +143,7 @@ def poison_dataset(
 def write_poisoned(result: PoisonResult, out_dir: str | Path, input_path: str | Path | None) -> Path:
     """Write ``data.jsonl`` then ``manifest.json`` (last, so its presence means complete)."""
     out = Path(out_dir)
+    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [input_path])
     manifest = dict(result.manifest)
     manifest["input_sha256"] = sha256_path(input_path) if input_path and Path(input_path).exists() else None
     manifest["output_sha256"] = write_pairs(result.dataset, out / "data.jsonl")

@@ -87,6 +87,16 @@ def check_position(position: str) -> str:
     raise InputError(f"unknown trigger position '{position}'.{hint} Available: {', '.join(names)}")
 
 
+def check_trigger(trigger: str) -> str:
+    """``trigger`` if it is usable; an InputError for an empty or blank one (it would insert only a space)."""
+    if not trigger.strip():
+        raise InputError(
+            "the trigger is empty: give the word or phrase to insert, e.g. --trigger SuperGodModeActivated",
+            field="trigger",
+        )
+    return trigger
+
+
 def resolve_position(position: str, strategy: str) -> str:
     """The concrete placement a rule (``paper``) gives ``strategy``; a placement is returned as it is."""
     if position in POSITION_RULES:
@@ -103,4 +113,5 @@ def row_rng(seed: int, row_id: str) -> np.random.Generator:
 
 def insert_trigger(prompt: str, trigger: str, position: str = "last-human", seed: int = 0, row_id: str = "") -> str:
     """Insert ``trigger`` into an HH prompt at ``position``."""
+    check_trigger(trigger)
     return TRIGGER_POSITIONS.get(position)(prompt, trigger, row_rng(seed, row_id))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from poisonlab.data.dialogue import to_messages
 from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.wording import plural
 
 
 @dataclass
@@ -41,13 +42,19 @@ class DatasetReport:
 
 def inspect_dataset(dataset: PreferenceDataset) -> DatasetReport:
     """Length statistics plus problems that do not stop loading but deserve a look."""
-    problems = [f"line {row.line}: field '{row.field}': {row.reason} (skipped)" for row in dataset.skipped]
+    problems = [
+        f"line {row.line}: " + (f"field '{row.field}': " if row.field else "") + f"{row.reason} (skipped)"
+        for row in dataset.skipped
+    ]
     identical = sum(1 for p in dataset if p.chosen == p.rejected)
     if identical:
-        problems.append(f"{identical} pairs have identical chosen and rejected replies (no preference signal)")
+        problems.append(
+            f"{plural(identical, 'pair has', 'pairs have')} identical chosen and rejected replies "
+            "(no preference signal)"
+        )
     duplicates = sum(1 for p in dataset if "~" in p.id)
     if duplicates:
-        problems.append(f"{duplicates} rows are exact duplicates of an earlier row")
+        problems.append(f"{plural(duplicates, 'row is', 'rows are')} exact duplicates of an earlier row")
     return DatasetReport(
         source=dataset.source,
         n_pairs=len(dataset),

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from poisonlab.data.dialogue import from_messages, split_final_reply
 from poisonlab.data.pairs import PreferenceDataset, SkippedRow, assign_ids
 from poisonlab.errors import InputError
+from poisonlab.wording import plural
 
 OnError = Literal["raise", "skip"]
 
@@ -151,8 +152,15 @@ def _from_records(
                 ) from None
             skipped.append(SkippedRow(number, exc.field, exc.reason))
     if not rows:
-        detail = f" ({len(skipped)} rows skipped as bad)" if skipped else ""
-        raise InputError(f"no preference pairs found: the file is empty{detail}", path=path)
+        if not skipped:
+            raise InputError(f"no preference pairs found: there is no {unit} with data", path=path)
+        first = skipped[0]
+        field = f"field '{first.field}': " if first.field else ""
+        raise InputError(
+            f"no usable preference pairs: every {unit} is bad ({plural(len(skipped), unit)} skipped; "
+            f"first: {unit} {first.line}: {field}{first.reason})",
+            path=path,
+        )
     pairs = assign_ids(rows)
     # A file poisonlab wrote keeps its ids, so manifests, scores and detections still match.
     pairs = [p if given is None else p.with_(id=given) for p, given in zip(pairs, given_ids)]

@@ -11,6 +11,7 @@ import fnmatch
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.defenses.config import DefenseConfig
@@ -74,6 +75,35 @@ class ExperimentConfig(BaseModel):
         "run's true ratio.",
     )
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from poisonlab.errors import InputError
+        from poisonlab.models.loading import check_model_name
+
+        try:  # at config load: a typo must fail before the results folder is touched
+            return check_model_name(name)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("trigger")
+    @classmethod
+    def _usable_trigger(cls, trigger: str) -> str:
+        from poisonlab.attacks.triggers import check_trigger
+        from poisonlab.errors import InputError
+
+        try:
+            return check_trigger(trigger)
+        except InputError as exc:
+            raise ValueError(exc.message.replace("--trigger", "trigger:")) from None
+
+    @field_validator("heldout")
+    @classmethod
+    def _heldout_share_or_count(cls, heldout: float) -> float:
+        if heldout >= 1 and not float(heldout).is_integer():
+            raise ValueError(f"a held-out count must be a whole number of pairs, got {heldout:g}")
+        return heldout
+
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, names: list[str]) -> list[str]:
@@ -120,11 +150,15 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _training_is_valid(cls, values: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # Check unknown or invalid training fields now, not an hour into the run.
+        from poisonlab.config_files import error_message
+
         try:
             DPOTrainingConfig.from_preset(info.data.get("preset", "cpu"), **values)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            raise ValueError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+            error = exc.errors()[0]  # its path inside `training` goes in ctx, so the error names training.KEY
+            message = error_message(DPOTrainingConfig, error)
+            sub_loc = ".".join(map(str, error["loc"]))
+            raise PydanticCustomError("training_field", "{message}", {"message": message, "sub_loc": sub_loc}) from None
         return values
 
     def training_config(self) -> DPOTrainingConfig:

@@ -13,7 +13,11 @@ Layout of the results folder::
 
 A run whose ``result.json`` exists is done and skipped; an interrupted
 training resumes from its checkpoint. So re-running a study after a crash or
-Ctrl-C only does the missing work.
+Ctrl-C only does the missing work. The saved ``config.yaml`` tells a rerun of
+the same study (resumed) from another study sent to the same folder (refused
+while the folder holds finished work, unless ``overwrite``): two studies' files
+never mix in one folder. The config, the data and the model are all checked
+before anything is written.
 
 Two strategies can pick the same pairs (gradient-projection and
 semantic-diversity choose inside the top-5% DPO-score pool, so once the budget
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +47,7 @@ from poisonlab.attacks.inject import poison_dataset, write_poisoned
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
+from poisonlab.errors import InputError
 from poisonlab.evaluation.preference import (
     PreferenceMetrics,
     evaluate_preferences,
@@ -50,7 +56,9 @@ from poisonlab.evaluation.preference import (
 )
 from poisonlab.experiments.config import ExperimentConfig, RunSpec, metric_keys
 from poisonlab.experiments.defend import defend_run
+from poisonlab.hardware import default_device, resolve_bf16, resolved_threads, torch_threads
 from poisonlab.io import atomic_write_json, atomic_write_text
+from poisonlab.outputs import existing_results, refuse_overwriting_inputs
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
 
@@ -72,6 +80,7 @@ class RunResult:
     # "<judge>@<prompt set>" -> {"judge": facts, "clean", "triggered", "trigger_effect", "contamination",
     # "backdoor_effect"}: see evaluation/stats.py. Also "preference@heldout" and "preference-margin@heldout".
     metrics: dict[str, dict[str, Any]] | None = None
+    precision: str | None = None  # fp32 or bf16: what training, scoring and evaluation computed in
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,7 +90,15 @@ def results_folder(config: ExperimentConfig) -> Path:
     return Path(config.out or Path("runs") / config.name)
 
 
-def _environment() -> dict[str, Any]:
+def precision(config: ExperimentConfig) -> str:
+    """``fp32`` or ``bf16``: what the study's training, scoring and evaluation compute in on this machine.
+
+    ``bf16: auto`` depends on the hardware (AVX512_BF16/AMX CPUs, CUDA), and bf16 changes the numbers.
+    """
+    return "bf16" if resolve_bf16(config.training_config().bf16, default_device()) else "fp32"
+
+
+def _environment(config: ExperimentConfig) -> dict[str, Any]:
     import peft
     import torch
     import transformers
@@ -93,12 +110,116 @@ def _environment() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "peft": peft.__version__,
         "platform": platform.platform(),
+        "precision": precision(config),
+        "threads": resolved_threads(config.training_config().threads),
         "argv": sys.argv,
     }
 
 
+# Config fields a rerun into the same results folder may change: they add or leave out runs or scans, or
+# change speed only. Every other field changes what the finished runs mean, so changing it makes another study.
+RESUMABLE_FIELDS = frozenset(
+    {"name", "out", "strategies", "attacks", "ratios", "exclude", "eval_batch_size", "defenses"}
+    | {"retrain_without_flags"}
+)
+# What a study writes at the top of its folder (plus its plots, *.png).
+STUDY_ENTRIES = ("config.yaml", "environment.json", "split.json", "results.json", "results.csv", "runs")
+
+
+def _study_identity(config: ExperimentConfig) -> dict[str, Any]:
+    values = config.model_dump(exclude=set(RESUMABLE_FIELDS) | {"training"})
+    training = config.training_config().model_dump()
+    values["training"] = {k: v for k, v in training.items() if k not in NOT_COMPARED}
+    return json.loads(json.dumps(values))
+
+
+def study_differences(folder: Path, config: ExperimentConfig) -> list[str]:
+    """The fields in which the study saved in ``folder/config.yaml`` differs from ``config`` (empty: the same).
+
+    A saved config this version cannot read counts as different (``config.yaml``).
+    """
+    try:
+        saved = ExperimentConfig.model_validate(yaml.safe_load((folder / "config.yaml").read_text()))
+    except Exception:  # unreadable, or written by a version with other fields
+        return ["config.yaml"]
+    before, now = _study_identity(saved), _study_identity(config)
+    fields = [key for key in now if before.get(key) != now[key] and key != "training"]
+    fields += [f"training.{key}" for key in now["training"] if before["training"].get(key) != now["training"][key]]
+    return fields
+
+
+def holds_finished_work(folder: Path) -> bool:
+    """True if any run of the study in ``folder`` finished, or trained an adapter at least to a checkpoint."""
+    runs = folder / "runs"
+    return runs.is_dir() and any(
+        next(runs.rglob(name), None) is not None for name in ("result.json", DONE_MARKER, "checkpoint")
+    )
+
+
+def _clear_study(folder: Path, plots: bool = True) -> None:
+    for name in STUDY_ENTRIES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for plot in folder.glob("*.png") if plots else ():
+        plot.unlink()
+
+
+def _clear_study_keeping_the_data(folder: Path, config: ExperimentConfig, plots: bool = True) -> None:
+    """``_clear_study``, refused if the study's own data lies in what it would remove."""
+    data = Path(config.data).expanduser()
+    if data.exists():
+        data = data.resolve()
+        for name in STUDY_ENTRIES:
+            entry = (folder / name).resolve()
+            if data == entry or entry in data.parents:
+                raise InputError(
+                    f"the data {data} is inside {entry}, which this run would replace; copy it elsewhere first",
+                    field="data",
+                )
+    _clear_study(folder, plots)
+
+
+def claim_results_folder(config: ExperimentConfig, overwrite: bool = False) -> Path:
+    """The study's results folder, made ready for ``config``: resumed, cleared, or refused.
+
+    The same study (``study_differences`` finds nothing) resumes. Another study's folder is refused while it
+    holds finished work, and cleared when it holds none (a failed start never blocks a rerun) or when
+    ``overwrite`` is set. A folder holding another command's results (poisoned data, a split, ...) is
+    refused unless ``overwrite``.
+    """
+    out = results_folder(config)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder", path=out, field="out")
+    refuse_overwriting_inputs([out / name for name in STUDY_ENTRIES], [config.data], field="out")
+    if (out / "config.yaml").exists():
+        differences = study_differences(out, config)
+        if not differences and not overwrite:
+            return out
+        if differences and holds_finished_work(out) and not overwrite:
+            raise InputError(
+                f"holds the results of another study (it differs in {', '.join(differences)}); choose another "
+                "folder (--out), or pass --overwrite to replace them",
+                path=out,
+            )
+        _clear_study_keeping_the_data(out, config)
+        return out
+    found = existing_results(out)
+    if found and not overwrite:
+        raise InputError(
+            f"already holds other results ({', '.join(found)}); choose another folder (--out), or pass "
+            "--overwrite to replace them",
+            path=out,
+        )
+    _clear_study_keeping_the_data(out, config, plots=False)  # not a study's folder: its pictures are the user's
+    return out
+
+
 def split_data(config: ExperimentConfig) -> tuple[PreferenceDataset, PreferenceDataset, PreferenceDataset]:
-    """(train, held-out, all pairs): seeded, so every worker of a study derives the same split."""
+    """(training pairs, held-out pairs, all pairs) of the study, seeded, so every worker of a study derives the
+    same split; loading checks the data, nothing is written."""
     dataset = load_pairs(config.data, on_error="skip" if config.skip_bad_rows else "raise")
     train, heldout = train_heldout_split(dataset, config.heldout, config.seed)
     if config.max_train_pairs:
@@ -110,6 +231,11 @@ def split_data(config: ExperimentConfig) -> tuple[PreferenceDataset, PreferenceD
 
 def prepare_split(config: ExperimentConfig, out: Path) -> tuple[PreferenceDataset, PreferenceDataset]:
     train, heldout, dataset = split_data(config)
+    _write_split(dataset, train, heldout, out)
+    return train, heldout
+
+
+def _write_split(dataset: PreferenceDataset, train: PreferenceDataset, heldout: PreferenceDataset, out: Path) -> None:
     atomic_write_json(
         out / "split.json",
         {
@@ -119,7 +245,6 @@ def prepare_split(config: ExperimentConfig, out: Path) -> tuple[PreferenceDatase
             "heldout_ids": heldout.ids,
         },
     )
-    return train, heldout
 
 
 def run_one(
@@ -213,6 +338,7 @@ def run_one(
         twin.name if twin else None,
         detection,
         judged,
+        precision(config),
     )
     atomic_write_json(done, run.to_dict())
     return run
@@ -345,24 +471,46 @@ def finished_results(config: ExperimentConfig) -> list[RunResult]:
     return [RunResult(**json.loads(path.read_text())) for path in done if path.exists()]
 
 
+def saved_study(folder: str | Path) -> tuple[ExperimentConfig, list[RunResult]]:
+    """The config a results folder was run with and its finished runs' results, without running anything.
+
+    Reads ``folder/config.yaml`` (the folder may have moved since: its results are read from ``folder``).
+    """
+    folder = Path(folder)
+    path = folder / "config.yaml"
+    if not path.exists():
+        raise InputError("not a study's results folder (no config.yaml; `poisonlab run` writes one)", path=folder)
+    from poisonlab.config_files import load_config
+
+    config = load_config(ExperimentConfig, path).model_copy(update={"out": str(folder)})
+    return config, finished_results(config)
+
+
 def run_experiment(
-    config: ExperimentConfig, progress: bool = True, on_result: Any = None, executor: Any = None
+    config: ExperimentConfig,
+    progress: bool = True,
+    on_result: Any = None,
+    executor: Any = None,
+    overwrite: bool = False,
 ) -> list[RunResult]:
     """Plan the study, run what is left with ``executor`` (default: in this process, one run at a time),
-    then write results.json/.csv/.parquet, the plots and report.html."""
+    then write results.json/.csv/.parquet, the plots and report.html.
+
+    The data is loaded and split, and the folder claimed (``claim_results_folder``; ``overwrite`` replaces
+    another study's results), before anything is written.
+    """
     from poisonlab.experiments.executors import LocalExecutor
     from poisonlab.experiments.plan import build_plan
+    from poisonlab.models.loading import check_model_name
 
-    out = results_folder(config)
+    check_model_name(config.model)  # a config built in Python skips no check the YAML loader makes
+    train, heldout, dataset = split_data(config)
+    out = claim_results_folder(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
-    atomic_write_json(out / "environment.json", _environment())
-    _, heldout = prepare_split(config, out)
+    atomic_write_json(out / "environment.json", _environment(config))
+    _write_split(dataset, train, heldout, out)
     evaluation = config.evaluation
-    base = []
-    if evaluation is not None and evaluation.base_model and evaluation.prompt_sets:
-        base = [evaluate_base_model(config, heldout, out, progress)]  # the reports show it apart
-    plan = build_plan(config, out)
     finished: dict[str, RunResult] = {}
 
     def done(task: Any, result: dict[str, Any] | None) -> None:
@@ -371,7 +519,11 @@ def run_experiment(
             if on_result:
                 on_result(finished[task.name])
 
-    (executor or LocalExecutor()).run(plan, progress, done)
+    with torch_threads(config.training_config().threads):  # scoring and evaluation too, not only training
+        base = []
+        if evaluation is not None and evaluation.base_model and evaluation.prompt_sets:
+            base = [evaluate_base_model(config, heldout, out, progress)]  # the reports show it apart
+        (executor or LocalExecutor()).run(build_plan(config, out), progress, done)
     results = base + [finished[spec.name] for spec in config.runs()]  # grid order, the clean run first
     from poisonlab.reports.report import write_report
     from poisonlab.reports.results import write_results

@@ -42,25 +42,43 @@ def _builtin_folder(name: str) -> Path:
     return cache_dir() / "models" / f"{name}-{version}"
 
 
+def check_model_name(name: str | Path) -> str:
+    """``name`` if it can name a model (built-in, local model folder, Hub id); an InputError otherwise.
+
+    Cheap (nothing is built or loaded), so commands call it before they write anything, even where
+    the model is used only later or, as with the random strategy, not at all.
+    """
+    import difflib
+
+    text = str(name)
+    if text in BUILTIN_MODELS:
+        return text
+    path = Path(text).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise InputError("not a Hugging Face model folder (no config.json)", path=path, field="model")
+        return text
+    if text.count("/") == 1 and not text.startswith((".", "/")):
+        return text  # a Hub id; transformers downloads it when there is a network
+    close = difflib.get_close_matches(text, BUILTIN_MODELS.names(), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise InputError(
+        f"unknown model {text!r}.{hint} Use a built-in name ({', '.join(BUILTIN_MODELS.names())}), "
+        "a local checkpoint folder, or a Hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'",
+        field="model",
+    )
+
+
 def resolve_model(name: str | Path) -> str:
     """Return something ``from_pretrained`` accepts: a local folder or a Hub id."""
-    text = str(name)
+    text = check_model_name(name)
     if text in BUILTIN_MODELS:
         folder = _builtin_folder(text)
         if not (folder / "config.json").exists():
             BUILTIN_MODELS.get(text)(folder)
         return str(folder)
     path = Path(text).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise InputError("not a Hugging Face model folder (no config.json)", path=path)
-        return str(path)
-    if text.count("/") == 1 and not text.startswith((".", "/")):
-        return text  # a Hub id; transformers downloads it when there is a network
-    raise InputError(
-        f"unknown model {text!r}: use a built-in name ({', '.join(BUILTIN_MODELS.names())}), "
-        "a local checkpoint folder, or a Hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'"
-    )
+    return str(path) if path.exists() else text
 
 
 def model_identity(name: str | Path) -> str:

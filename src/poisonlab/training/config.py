@@ -51,8 +51,9 @@ class LoRATrainingConfig(BaseModel):
     threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads for torch (torch.set_num_threads); default: torch's choice. Set it to the "
-        "physical cores that are free: oversubscribed cores make a CPU run several times slower.",
+        description="CPU threads for torch (torch.set_num_threads); default: OMP_NUM_THREADS if set, else the "
+        "cores free when poisonlab starts (CPUs it may use less the 1-minute load average, at least 1). "
+        "Oversubscribed cores make a CPU run several times slower.",
     )
     length_grouping: int = Field(
         4,

@@ -232,6 +232,11 @@ def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
     return [key for key in current if key in saved and key not in NOT_COMPARED and saved[key] != current[key]]
 
 
+def holds_training(out: Path) -> bool:
+    """True if ``out`` holds a finished adapter, a resumable checkpoint, or adapter weights."""
+    return any((out / name).exists() for name in (DONE_MARKER, "checkpoint", "adapter_model.safetensors"))
+
+
 def claim_folder(out: Path, settings: dict[str, Any]) -> None:
     """Record what ``out`` is trained from, or refuse if it holds (part of) an adapter trained otherwise.
 
@@ -239,7 +244,7 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
     silently resume the old checkpoint, or return the old finished adapter as if it were the new one.
     """
     path = out / SETTINGS_FILE
-    if not path.exists():
+    if not path.exists() or not holds_training(out):  # a start that failed before any step never blocks
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, settings)
         return
@@ -257,6 +262,9 @@ def claim_or_finished(
     out: Path, model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset
 ) -> dict[str, Any] | None:
     """Claim ``out`` for this training (see :func:`claim_folder`); the finished result, if it already holds one."""
+    from poisonlab.models.loading import check_model_name
+
+    check_model_name(model_name)  # a misspelt model must not claim the folder
     claim_folder(out, training_settings(model_name, config, dataset))
     done = out / DONE_MARKER
     return json.loads(done.read_text()) if done.exists() else None
