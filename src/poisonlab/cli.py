@@ -57,11 +57,10 @@ def user_errors(command: Any) -> Any:
 
 
 def _adapter_settings(adapter: Path) -> tuple[str | None, DPOTrainingConfig | None]:
+    from poisonlab.models.safety import check_adapter_folder
     from poisonlab.training.dpo import saved_dpo_config
 
-    if not (adapter / "adapter_config.json").exists():
-        raise InputError("not a PEFT adapter folder (no adapter_config.json)", path=adapter)
-    return saved_dpo_config(adapter)
+    return saved_dpo_config(check_adapter_folder(adapter))  # refused before anything in it is read
 
 
 def _load(data: str, skip_bad_rows: bool):

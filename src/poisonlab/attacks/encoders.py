@@ -134,6 +134,9 @@ def get_encoder(name: str, run_model: str = "tiny") -> Encoder:
     folder = Path(name).expanduser()
     if (folder / "modules.json").exists():
         from poisonlab.io import sha256_path
+        from poisonlab.models.safety import check_weights_folder
+
+        check_weights_folder(folder, kind="encoder", recursive=True)  # no pickle anywhere in its modules
 
         return _sentence_transformer(folder, f"st-{folder.name}-{sha256_path(folder / 'modules.json')[:12]}")
     check_encoder(name)

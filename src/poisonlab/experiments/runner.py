@@ -44,7 +44,7 @@ from poisonlab.data.splits import train_heldout_split
 from poisonlab.evaluation.preference import PreferenceMetrics, evaluate_preferences, write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.experiments.defend import defend_run
-from poisonlab.io import atomic_write_json, atomic_write_text
+from poisonlab.io import atomic_write_json, atomic_write_text, inside
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
 
@@ -116,6 +116,8 @@ def run_one(
     progress: bool = True,
 ) -> RunResult:
     folder = out / "runs" / spec.name
+    for path in (folder, folder / "poison", folder / "adapter", folder / "scan", out / "runs" / "clean" / "adapter"):
+        inside(out, path)  # a link planted in the study folder cannot send a write elsewhere
     done = folder / "result.json"
     training = config.training_config()
 
@@ -206,7 +208,8 @@ def finished_twin(out: Path, name: str, data_sha256: str, settings: dict[str, An
     for other in sorted((out / "runs").iterdir()):
         manifest, adapter = other / "poison" / "manifest.json", other / "adapter"
         finished = (other / "result.json").exists() and (adapter / DONE_MARKER).exists() and manifest.exists()
-        if other.name == name or not finished:  # the clean run has no manifest: its data is never poisoned
+        planted = other.resolve().parent != (out / "runs").resolve()  # a link out of the study: never reused
+        if other.name == name or not finished or planted:  # the clean run has no manifest: its data is never poisoned
             continue
         if json.loads(manifest.read_text()).get("output_sha256") != data_sha256:
             continue
@@ -226,6 +229,7 @@ def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: A
     """Run the clean run and every grid cell; write results.json/.csv and a plot."""
     out = results_folder(config)
     out.mkdir(parents=True, exist_ok=True)
+    inside(out, out / "runs")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
     atomic_write_json(out / "environment.json", _environment())
     train, heldout = prepare_split(config, out)
