@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 HH_FILE = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-dev.jsonl.gz"
@@ -32,3 +33,17 @@ def tiny_model(_cache: Path) -> str:
 
     resolve_model("tiny")  # build once per session
     return "tiny"
+
+
+# Property-based tests (tests/test_fuzz_inputs.py): a modest, derandomized number of cases in CI;
+# POISONLAB_FUZZ=thorough runs many more (benchmarks/fuzz_inputs.py counts them and the messages seen).
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=1000, derandomize=False)
+settings.load_profile(os.environ.get("POISONLAB_FUZZ", "ci"))

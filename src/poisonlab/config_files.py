@@ -40,7 +40,12 @@ def set_dotted(data: dict[str, Any], assignment: str) -> None:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             raise InputError(f"{key!r}: {part!r} is not a section", field="--set")
-    target[parts[-1]] = yaml.safe_load(raw)
+    try:
+        target[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"{key!r}: the value is not valid YAML: {getattr(exc, 'problem', exc)}", field="--set"
+        ) from None
 
 
 def load_config(model: type[M], path: str | Path | None, overrides: list[str] | None = None) -> M:
