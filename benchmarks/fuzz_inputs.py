@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fuzz_cases import CONTAINERS, Unwritable, cases, check_case, message_template  # noqa: E402
+from fuzz_cases import CONTAINERS, Unwritable, cases, check_case, message_template
 
-from poisonlab.config_files import load_config  # noqa: E402
-from poisonlab.errors import InputError  # noqa: E402
-from poisonlab.experiments import ExperimentConfig  # noqa: E402
+from poisonlab.config_files import load_config
+from poisonlab.errors import InputError
+from poisonlab.experiments import ExperimentConfig
 
 
 def main() -> None:
