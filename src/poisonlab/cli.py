@@ -363,6 +363,28 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
     console.print(f"{name} -> {resolve_model(name)}")
 
 
+@app.command()
+@user_errors
+def verify(
+    folder: Path = typer.Argument(..., help="A poison folder, a scan folder, a run or a whole study folder."),
+) -> None:
+    """Recompute the sha256 its manifest, scan.json or checksums.json records: exit 0 if all match, 1 if not."""
+    from poisonlab.integrity import verify_folder
+
+    result = verify_folder(folder)
+    for record, sha in result.records.items():
+        console.print(f"[dim]record {record}: sha256 {sha}[/]", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for check in result.failed:
+        detail = check.problem or f"sha256 {check.actual}, recorded {check.expected}"
+        console.print(f"[bold red]DIFFERS[/] {check.path} ({detail}; recorded in {check.recorded_in})", highlight=False)
+    if not result.ok:
+        console.print(f"{len(result.failed)} of {len(result.checks)} files differ from what their records say")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {len(result.checks)} files match what {len(result.records)} records say")
+
+
 @app.command("ls")
 def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""

@@ -44,6 +44,7 @@ from poisonlab.data.splits import train_heldout_split
 from poisonlab.evaluation.preference import PreferenceMetrics, evaluate_preferences, write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.experiments.defend import defend_run
+from poisonlab.integrity import CHECKSUMS, record_checksums
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
@@ -147,6 +148,9 @@ def run_one(
             run.detection = defend_run(folder, adapter, spec.ratio, config, run.detection, evaluate, progress)
             if json.dumps(run.detection) != before:
                 atomic_write_json(done, run.to_dict())
+                record_checksums(folder)
+        if not (folder / CHECKSUMS).exists():  # stopped between result.json and its checksums
+            record_checksums(folder)
         return run
     started = time.perf_counter()
     data, n_poisoned = train, 0
@@ -196,6 +200,7 @@ def run_one(
         detection,
     )
     atomic_write_json(done, run.to_dict())
+    record_checksums(folder)  # every file of the finished run, for poisonlab verify
     return run
 
 

@@ -268,6 +268,9 @@ def save_adapter(model: Any, out: Path, log: list[dict]) -> None:
 def mark_done(out: Path, result: Any, state: Any) -> None:
     """Write the done marker (its presence means a finished adapter) and drop the checkpoint."""
     if state.is_main_process:
+        from poisonlab.integrity import record_checksums
+
         atomic_write_json(out / DONE_MARKER, asdict(result))
+        record_checksums(out, exclude=("checkpoint", "checkpoint.tmp", "checkpoint.old"))  # poisonlab verify
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     state.wait_for_everyone()
