@@ -1,4 +1,11 @@
-"""Shared fixtures: the real HH-RLHF file from ../shared, and a session cache for built models."""
+"""Shared fixtures: the real HH-RLHF file from ../shared, and a session cache for built models.
+
+Precision: ``bf16: auto`` turns bf16 autocast on where the CPU has native bf16 (AVX512_BF16 or AMX)
+and leaves fp32 elsewhere (AVX2-only), so the same test computes differently on different CPUs.
+Tests that compare numbers state their precision (``bf16=False``, or a tolerance stated for bf16).
+Run the suite as a CPU with native bf16 would, on any CPU (emulated, slower):
+``POISONLAB_FORCE_BF16=1 python -m pytest``; ``POISONLAB_FORCE_BF16=0`` pins fp32 for ``auto``.
+"""
 
 from __future__ import annotations
 

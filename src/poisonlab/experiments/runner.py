@@ -73,12 +73,15 @@ def results_folder(config: ExperimentConfig) -> Path:
     return Path(config.out or Path("runs") / config.name)
 
 
-def _environment() -> dict[str, Any]:
+def _environment(config: ExperimentConfig) -> dict[str, Any]:
     import peft
     import torch
     import transformers
 
+    from poisonlab.hardware import compute_facts
+
     return {
+        "compute": compute_facts(config.training_config().bf16),  # precision and CPU features: results can differ
         "poisonlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -236,7 +239,7 @@ def run_experiment(config: ExperimentConfig, progress: bool = True, on_result: A
     out.mkdir(parents=True, exist_ok=True)
     inside(out, out / "runs")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
-    atomic_write_json(out / "environment.json", _environment())
+    atomic_write_json(out / "environment.json", _environment(config))
     train, heldout = prepare_split(config, out)
     results = []
     for spec in config.runs():  # clean first: model-based strategies reuse its adapter as the clean model
