@@ -407,5 +407,20 @@ def list_plugins() -> None:
         console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)
 
 
+def main() -> None:
+    """The ``poisonlab`` command: ``app`` with a one-line message instead of silence when Ctrl-C stops it."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns KeyboardInterrupt into exit status 130
+            errors.print(
+                "poisonlab: interrupted. Finished work is kept (every write is atomic); "
+                "run the same command again to resume.",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 FORCE_BF16 = "POISONLAB_FORCE_BF16"  # 1: act as if the CPU had native bf16; 0: as if it had not
 
 

@@ -119,9 +119,26 @@ def run_one(
     out: Path,
     progress: bool = True,
 ) -> RunResult:
+    """Do (or finish, or just read back) one run, holding its lock: two processes on one study share the work."""
+    from filelock import FileLock
+
     folder = out / "runs" / spec.name
     for path in (folder, folder / "poison", folder / "adapter", folder / "scan", out / "runs" / "clean" / "adapter"):
         inside(out, path)  # a link planted in the study folder cannot send a write elsewhere
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".run.lock"):  # the other process waits, then finds result.json and skips the run
+        return _run_one(spec, config, train, heldout, out, progress)
+
+
+def _run_one(
+    spec: RunSpec,
+    config: ExperimentConfig,
+    train: PreferenceDataset,
+    heldout: PreferenceDataset,
+    out: Path,
+    progress: bool = True,
+) -> RunResult:
+    folder = out / "runs" / spec.name
     done = folder / "result.json"
     training = config.training_config()
 

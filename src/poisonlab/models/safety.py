@@ -54,6 +54,11 @@ def check_weights_folder(folder: str | Path, kind: str = "model", recursive: boo
 def check_adapter_folder(folder: str | Path) -> Path:
     """A PEFT adapter folder: ``adapter_config.json`` and safetensors weights, no pickle."""
     folder = Path(folder)
+    if (folder / "training_config.json").is_file() and not (folder / "training_done.json").is_file():
+        raise InputError(  # poisonlab's own folder, its training stopped before the end: never taken as done
+            "this adapter's training has not finished (no training_done.json): run the same train command again",
+            path=folder,
+        )
     if not folder.is_dir() or not (folder / "adapter_config.json").is_file():
         raise InputError("not a PEFT adapter folder (no adapter_config.json)", path=folder)
     check_weights_folder(folder, kind="adapter")

@@ -8,12 +8,13 @@ so every process holds the same adapter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,8 @@ def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) ->
 
     checkpoint = out / "checkpoint"
     if not (checkpoint / "state.json").exists():
+        checkpoint = out / "checkpoint.old"  # stopped between the two renames of _save_checkpoint
+    if not (checkpoint / "state.json").exists():
         return 0, []
     set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
     saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)
@@ -249,6 +252,25 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
             path=path,
             field=key,
         )
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.training.lock`` while training into ``out``: a second process waits, then finds the adapter done.
+
+    Two trainers writing one checkpoint would corrupt it; with the lock the second one resumes or returns the
+    finished result instead of training again. Not taken under ``accelerate launch``, whose processes train
+    one adapter together.
+    """
+    from accelerate import PartialState
+    from filelock import FileLock
+
+    if PartialState().num_processes > 1:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(out / ".training.lock"):
+        yield
 
 
 def claim_or_finished(
