@@ -10,6 +10,9 @@ scan must be byte-identical to an uninterrupted study's, and results.json equal 
     python benchmarks/kill_points.py                      # 12 training kill points, 3 study kill points
     python benchmarks/kill_points.py --train-points 30 --study-points 6 --seed 1
 
+Then two ``poisonlab run`` processes are started on one study folder at once: both must finish, and
+the study must be byte-identical to one run alone (the per-run locks share the work between them).
+
 Figures go to stdout. One core, tiny model: about 1 min per training point and 3 per study point
 on a loaded 2-core machine.
 """
@@ -119,6 +122,21 @@ def study_points(n: int, seed: int, folder: Path) -> tuple[int, int]:
     return killed, survived
 
 
+def concurrent_study(folder: Path) -> bool:
+    """Two ``poisonlab run`` processes on one study folder at once: both finish, the study equals the reference."""
+    place = folder / "together"
+    place.mkdir()
+    processes = [
+        subprocess.Popen(_study(place), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in "ab"
+    ]
+    outputs = [p.communicate()[0] for p in processes]
+    same = _fingerprint(place / "study") == _fingerprint(folder / "ref" / "study")
+    done = [[line.split(":")[0].strip() for line in text.splitlines() if "done " in line] for text in outputs]
+    print(f"  two processes on one study: exit {[p.returncode for p in processes]}, runs reported {done}")
+    return same and all(p.returncode == 0 for p in processes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-points", type=int, default=12)
@@ -133,6 +151,8 @@ def main() -> None:
         if args.study_points:
             killed, survived = study_points(args.study_points, args.seed, Path(tmp))
             print(f"study: {args.study_points} kill points, {killed} killed mid-run, {survived} re-runs identical")
+            together = concurrent_study(Path(tmp))
+            print(f"study: two processes at once on one folder, identical to one process alone: {together}")
 
 
 if __name__ == "__main__":
