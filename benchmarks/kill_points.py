@@ -80,6 +80,7 @@ def train_points(n: int, seed: int, folder: Path) -> tuple[int, int]:
 
 
 def _study(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "study.yaml"
     config.write_text(json.dumps({**STUDY, "out": str(folder / "study")}))
     return [sys.executable, "-m", "poisonlab.cli", "run", str(config)]
@@ -97,12 +98,11 @@ def _fingerprint(study: Path) -> dict[str, bytes]:
 
 
 def study_points(n: int, seed: int, folder: Path) -> tuple[int, int]:
-    (folder / "warm").mkdir()
     subprocess.run(_study(folder / "warm"), env=ENV, check=True, capture_output=True)  # fills the shared caches
     started = time.monotonic()
-    subprocess.run(_study(folder / "ref"), env=ENV, check=True, capture_output=True)
+    subprocess.run(_study(folder / "study-ref"), env=ENV, check=True, capture_output=True)
     total = time.monotonic() - started  # what a re-run takes with warm caches: the kill points fall inside it
-    expected = _fingerprint(folder / "ref" / "study")
+    expected = _fingerprint(folder / "study-ref" / "study")
     rng = random.Random(seed)
     survived = killed = 0
     for index in range(n):
@@ -133,7 +133,7 @@ def concurrent_study(folder: Path) -> bool:
         for _ in "ab"
     ]
     outputs = [p.communicate()[0] for p in processes]
-    same = _fingerprint(place / "study") == _fingerprint(folder / "ref" / "study")
+    same = _fingerprint(place / "study") == _fingerprint(folder / "study-ref" / "study")
     done = [[line.split(":")[0].strip() for line in text.splitlines() if "done " in line] for text in outputs]
     print(f"  two processes on one study: exit {[p.returncode for p in processes]}, runs reported {done}")
     return same and all(p.returncode == 0 for p in processes)
