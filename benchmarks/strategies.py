@@ -128,11 +128,11 @@ def run_child(spec: dict, cache: Path) -> dict:
 def compare_grads(model_name: str, adapter: Path, data: str, n: int, vmap_batch: int) -> dict:
     """Per-example DPO gradients: torch.func (functional_call + vmap(grad)) vs poisonlab's loop."""
     import torch
-    from peft import PeftModel
     from torch.func import functional_call, grad, vmap
 
     from poisonlab.models.encoding import encode_pairs
     from poisonlab.models.loading import load_model, load_tokenizer
+    from poisonlab.models.safety import load_adapter
     from poisonlab.scoring.dpo_score import pair_logprobs
     from poisonlab.scoring.gradients import per_example_dpo_grads, trainable_parameters
     from poisonlab.scoring.logprobs import collate
@@ -140,7 +140,7 @@ def compare_grads(model_name: str, adapter: Path, data: str, n: int, vmap_batch:
 
     training = _training()
     tokenizer = load_tokenizer(model_name)
-    model = PeftModel.from_pretrained(load_model(model_name), adapter, is_trainable=True).eval()
+    model = load_adapter(load_model(model_name), adapter, trainable=True).eval()
     encoded = encode_pairs(tokenizer, _pairs(data, n).pairs, training.max_length, training.max_reply_length)
     pad = tokenizer.pad_token_id
     reference = pair_logprobs(model, encoded, pad, 16, use_adapter=False)

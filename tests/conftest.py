@@ -1,4 +1,11 @@
-"""Shared fixtures: the real HH-RLHF file from ../shared, and a session cache for built models."""
+"""Shared fixtures: the real HH-RLHF file from ../shared, and a session cache for built models.
+
+Precision: ``bf16: auto`` turns bf16 autocast on where the CPU has native bf16 (AVX512_BF16 or AMX)
+and leaves fp32 elsewhere (AVX2-only), so the same test computes differently on different CPUs.
+Tests that compare numbers state their precision (``bf16=False``, or a tolerance stated for bf16).
+Run the suite as a CPU with native bf16 would, on any CPU (emulated, slower):
+``POISONLAB_FORCE_BF16=1 python -m pytest``; ``POISONLAB_FORCE_BF16=0`` pins fp32 for ``auto``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 HH_FILE = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-dev.jsonl.gz"
@@ -51,3 +59,17 @@ def tiny_study(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
     config = load_config(ExperimentConfig, folder / "study.yaml", [f"out={folder / 'out'}"])
     run_experiment(config, progress=False)
     return folder / "out"
+
+
+# Property-based tests (tests/test_fuzz_inputs.py): a modest, derandomized number of cases in CI;
+# POISONLAB_FUZZ=thorough runs many more (benchmarks/fuzz_inputs.py counts them and the messages seen).
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=1000, derandomize=False)
+settings.load_profile(os.environ.get("POISONLAB_FUZZ", "ci"))

@@ -45,6 +45,11 @@ def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
     assert (projection.clean_accuracy, projection.backdoor_success) == (dpo.clean_accuracy, dpo.backdoor_success)
     assert random_.same_data_as is None  # different pairs: trained
 
+    from poisonlab.integrity import verify_folder
+
+    verified = verify_folder(out)  # every finished run and adapter recorded its files: poisonlab verify
+    assert verified.ok and "runs/clean/checksums.json" in verified.records and len(verified.checks) > 20
+
     before = (out / "results.json").read_text()
     again = run_experiment(config, progress=False)  # every run is done: nothing is retrained
     assert [r.minutes for r in again] == [r.minutes for r in results.values()]

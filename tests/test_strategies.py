@@ -21,8 +21,11 @@ from poisonlab.data import synthetic_pairs
 from poisonlab.errors import InputError
 from poisonlab.training import DPOTrainingConfig
 
-TRAINING = DPOTrainingConfig(epochs=1, micro_batch_size=16, max_length=128, max_reply_length=48)
+# fp32 stated, not `bf16: auto`: on a CPU with AVX512_BF16 or AMX, auto turns bf16 autocast on and the
+# numbers below would no longer match their fp32 references (the bf16 test further down states its tolerance).
+TRAINING = DPOTrainingConfig(epochs=1, micro_batch_size=16, max_length=128, max_reply_length=48, bf16=False)
 TRAINING_FLAGS = ["--epochs", "1", "--micro-batch-size", "16", "--max-length", "128", "--max-reply-length", "48"]
+TRAINING_FLAGS += ["--bf16", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +107,31 @@ def test_projected_gradient_scores_match_a_naive_backward_per_pair(tiny_model, d
     mean = expected.mean(0)
     naive_scores = (expected @ (mean / mean.norm())).abs()
     assert torch.allclose(mean_projection_scores(projected), naive_scores, rtol=1e-3, atol=1e-4)
+
+
+def test_projected_gradients_under_native_bf16_stay_close_to_fp32(tiny_model, dataset, monkeypatch):
+    """What a CPU with AVX512_BF16 computes (``bf16: auto`` turns autocast on there), forced on any CPU.
+
+    Stated tolerance: each pair's projected gradient within cosine 0.98 of the fp32 one, and the
+    scores' ranking correlated (Spearman > 0.9); bf16 keeps 8 bits of mantissa, so no closer.
+    """
+    from scipy.stats import spearmanr
+
+    from poisonlab.attacks.clean_model import clean_adapter_dir
+
+    fp32 = make_ctx(dataset)
+    ids = candidate_pool(fp32).ids[:7]
+    reference = projected_gradients(fp32, ids)
+    monkeypatch.setenv("POISONLAB_FORCE_BF16", "1")
+    bf16 = make_ctx(dataset)
+    bf16.training = TRAINING.model_copy(update={"bf16": "auto"})
+    bf16.clean_adapter = clean_adapter_dir(fp32)  # same adapter: only the precision of the scoring differs
+    native = projected_gradients(bf16, ids)
+    assert not torch.equal(native, reference)  # autocast did run in bf16
+    cosine = torch.nn.functional.cosine_similarity(native, reference, dim=1)
+    assert cosine.min() > 0.98, cosine
+    rho = spearmanr(mean_projection_scores(native), mean_projection_scores(reference)).statistic
+    assert rho > 0.9
 
 
 def test_gradient_projection_is_deterministic_and_picks_only_candidates(tiny_model, dataset):

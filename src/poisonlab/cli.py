@@ -79,11 +79,10 @@ def user_errors(command: Any) -> Any:
 
 
 def _adapter_settings(adapter: Path) -> tuple[str | None, DPOTrainingConfig | None]:
+    from poisonlab.models.safety import check_adapter_folder
     from poisonlab.training.dpo import saved_dpo_config
 
-    if not (adapter / "adapter_config.json").exists():
-        raise InputError("not a PEFT adapter folder (no adapter_config.json)", path=adapter)
-    return saved_dpo_config(adapter)
+    return saved_dpo_config(check_adapter_folder(adapter))  # refused before anything in it is read
 
 
 def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[Any]) -> None:
@@ -603,6 +602,28 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
     console.print(f"{name} -> {resolve_model(name)}")
 
 
+@app.command()
+@user_errors
+def verify(
+    folder: Path = typer.Argument(..., help="A poison folder, a scan folder, a run or a whole study folder."),
+) -> None:
+    """Recompute the sha256 its manifest, scan.json or checksums.json records: exit 0 if all match, 1 if not."""
+    from poisonlab.integrity import verify_folder
+
+    result = verify_folder(folder)
+    for record, sha in result.records.items():
+        console.print(f"[dim]record {record}: sha256 {sha}[/]", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for check in result.failed:
+        detail = check.problem or f"sha256 {check.actual}, recorded {check.expected}"
+        console.print(f"[bold red]DIFFERS[/] {check.path} ({detail}; recorded in {check.recorded_in})", highlight=False)
+    if not result.ok:
+        console.print(f"{len(result.failed)} of {len(result.checks)} files differ from what their records say")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {len(result.checks)} files match what {len(result.records)} records say")
+
+
 @app.command("ls")
 def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
@@ -627,5 +648,20 @@ def list_plugins() -> None:
         console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)
 
 
+def main() -> None:
+    """The ``poisonlab`` command: ``app`` with a one-line message instead of silence when Ctrl-C stops it."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns KeyboardInterrupt into exit status 130
+            errors.print(
+                "poisonlab: interrupted. Finished work is kept (every write is atomic); "
+                "run the same command again to resume.",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise
+
+
 if __name__ == "__main__":
-    app()
+    main()

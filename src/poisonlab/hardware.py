@@ -7,20 +7,50 @@ import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+FORCE_BF16 = "POISONLAB_FORCE_BF16"  # 1: act as if the CPU had native bf16; 0: as if it had not
 
 
 @functools.cache
+def cpu_features() -> dict[str, bool]:
+    """The CPU features that change what poisonlab computes or how fast: recorded with every result."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has bf16 matrix instructions (AVX512_BF16 or AMX).
+    """True when the CPU has bf16 matrix instructions (AVX512_BF16 or AMX): ``bf16: auto`` then turns autocast on.
 
     Without them PyTorch emulates bf16 and autocast is *slower* than fp32: on an
     AVX2-only EPYC here a SmolLM2-135M LoRA step took 216 s under bf16 vs 7 s in fp32.
+    So the same command computes in bf16 on one machine and fp32 on another, and results
+    can differ: ``POISONLAB_FORCE_BF16=1`` (or ``0``) pins the choice, for tests and comparisons.
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    forced = os.environ.get(FORCE_BF16)
+    if forced in ("0", "1"):
+        return forced == "1"
+    features = cpu_features()
+    return features["avx512_bf16"] or features["amx_bf16"]
+
+
+def compute_facts(bf16: bool | str, device: str | None = None) -> dict[str, Any]:
+    """How a result was computed: the precision ``bf16`` resolves to here, the device, the CPU features.
+
+    Recorded in poison manifests and run folders, because a bf16 and an fp32 run of the same
+    command can differ (a dpo-score selection in bf16 can pick other pairs than in fp32).
+    """
+    device = device or default_device()
+    return {
+        "precision": "bf16 autocast" if resolve_bf16(bf16, device) else "fp32",
+        "bf16_setting": bf16,
+        "device": device,
+        "cpu_features": cpu_features(),
+        FORCE_BF16: os.environ.get(FORCE_BF16),
+    }
 
 
 def default_device() -> str:

@@ -90,6 +90,23 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
+def inside(root: str | Path, path: str | Path, what: str = "study folder") -> Path:
+    """``path`` if it stays inside ``root`` once symlinks and ``..`` are resolved; else an InputError.
+
+    Every output path poisonlab builds from a config value (a run name, a detector's file) goes
+    through this, so ``../../etc``, an absolute name or a symlink planted in the folder cannot send
+    a write elsewhere.
+    """
+    from poisonlab.errors import InputError
+
+    base, target = Path(root).resolve(), Path(path).resolve()
+    if target != base and base not in target.parents:
+        link = next((p for p in [Path(path), *Path(path).parents] if p.is_symlink()), None)
+        how = f"{link} is a link to {link.resolve()}" if link else f"it resolves to {target}"
+        raise InputError(f"refusing to write outside the {what} {base}: {how}", path=path)
+    return Path(path)
+
+
 def cache_dir() -> Path:
     """Where converted models, built models and score caches live (outside the repo).
 

@@ -76,12 +76,11 @@ def clean_training_notice(ctx, adapter: Path) -> str:
 
 def load_clean_model(ctx, trainable: bool = False):  # -> (PeftModel, tokenizer)
     """The base model with the clean adapter on; ``trainable`` keeps LoRA weights differentiable (gradients)."""
-    from peft import PeftModel
-
     from poisonlab.models.loading import load_model, load_tokenizer
+    from poisonlab.models.safety import load_adapter
 
     adapter = clean_adapter_dir(ctx)
-    model = PeftModel.from_pretrained(load_model(ctx.model), adapter, is_trainable=trainable)
+    model = load_adapter(load_model(ctx.model), adapter, trainable=trainable)
     return model, load_tokenizer(ctx.model)
 
 

@@ -136,6 +136,9 @@ def get_encoder(name: str, run_model: str = "tiny") -> Encoder:
     folder = Path(name).expanduser()
     if (folder / "modules.json").exists():
         from poisonlab.io import sha256_path
+        from poisonlab.models.safety import check_weights_folder
+
+        check_weights_folder(folder, kind="encoder", recursive=True)  # no pickle anywhere in its modules
 
         return _sentence_transformer(folder, f"st-{folder.name}-{sha256_path(folder / 'modules.json')[:12]}")
     check_encoder(name)
@@ -143,25 +146,35 @@ def get_encoder(name: str, run_model: str = "tiny") -> Encoder:
 
 
 class EmbeddingCache:
-    """Raw embeddings by sha256 of the text, one ``.npz`` per encoder, rewritten atomically."""
+    """Raw embeddings by sha256 of the text, one ``.npz`` per encoder, rewritten atomically.
+
+    Writers merge with what is on disk under a file lock, so processes sharing the cache keep each other's entries.
+    """
 
     def __init__(self, identity: str) -> None:
         self.path = cache_dir() / "embeddings" / identity / "embeddings.npz"
-        self.values: dict[str, np.ndarray] = {}
-        if self.path.exists():
-            with np.load(self.path, allow_pickle=False) as stored:
-                self.values = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+        self.values: dict[str, np.ndarray] = self._stored()
+
+    def _stored(self) -> dict[str, np.ndarray]:
+        if not self.path.exists():
+            return {}
+        with np.load(self.path, allow_pickle=False) as stored:
+            return dict(zip(stored["keys"].tolist(), stored["vectors"]))
 
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def add(self, new: dict[str, np.ndarray]) -> None:
-        self.values.update(new)
-        keys = sorted(self.values)
-        buffer = io.BytesIO()
-        np.savez(buffer, keys=np.array(keys), vectors=np.stack([self.values[k] for k in keys]))
-        atomic_write_bytes(self.path, buffer.getvalue())
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.path.with_suffix(".lock")):
+            self.values = {**self._stored(), **self.values, **new}  # what others wrote meanwhile, kept
+            keys = sorted(self.values)
+            buffer = io.BytesIO()
+            np.savez(buffer, keys=np.array(keys), vectors=np.stack([self.values[k] for k in keys]))
+            atomic_write_bytes(self.path, buffer.getvalue())
 
 
 def embed_prompts(encoder: Encoder, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:

@@ -24,6 +24,7 @@ from poisonlab.attacks.triggers import check_trigger, insert_trigger, resolve_po
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
 from poisonlab.data.writer import write_pairs
 from poisonlab.errors import InputError
+from poisonlab.hardware import compute_facts
 from poisonlab.io import atomic_write_json, sha256_path
 from poisonlab.models.loading import check_model_name
 from poisonlab.outputs import refuse_overwriting_inputs
@@ -129,6 +130,8 @@ def poison_dataset(
         "seed": seed,
         "model": ctx.model if strategy != "random" else None,
         "selection_config": ctx.selection.model_dump() if strategy in USES_SELECTION_CONFIG else None,
+        # a model-based selection in bf16 can pick other pairs than in fp32: say which one ran, and on what
+        "compute": {**compute_facts(ctx.training.bf16), **({"precision": None} if strategy == "random" else {})},
         "n_rows": len(dataset),
         "n_poisoned": len(changes),
         "n_skipped_input_rows": len(dataset.skipped),

@@ -9,8 +9,10 @@ with ``datasets.Dataset.save_to_disk``; ``hub:NAME[:DATA_DIR]`` for the Hub
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -63,8 +65,8 @@ def _records_from_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as handle:
-            raw_lines = handle.read().split(b"\n")
-    except (OSError, EOFError) as exc:
+            raw_lines = handle.read().removeprefix(codecs.BOM_UTF8).split(b"\n")
+    except (OSError, EOFError, zlib.error) as exc:  # a damaged gzip stream raises zlib.error
         raise InputError(f"cannot read: {exc}", path=path) from None
     if raw_lines and raw_lines[0].lstrip().startswith(b"[") and path.name.lower().endswith((".json", ".json.gz")):
         yield from _records_from_json_array(path, b"\n".join(raw_lines))
@@ -84,11 +86,25 @@ def _records_from_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _records_from_json_array(path: Path, data: bytes) -> Iterator[tuple[int, Any]]:
+    """Each element of a JSON array with the line it starts on, so errors point at the right line."""
     try:
-        records = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a valid JSON array: {exc}", path=path) from None
-    yield from enumerate(records, start=1)
+        text = data.decode("utf-8")
+        json.loads(text)  # the whole array is valid JSON, so the walk below cannot fail
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a valid JSON array: not valid UTF-8 (byte {exc.start})", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"not a valid JSON array: {exc.msg} (column {exc.colno})", path=path, line=exc.lineno
+        ) from None
+    decoder, position, line, counted = json.JSONDecoder(), text.index("[") + 1, 1, 0
+    while True:
+        while text[position] in " \t\r\n,":
+            position += 1
+        if text[position] == "]":
+            return
+        line, counted = line + text.count("\n", counted, position), position
+        record, position = decoder.raw_decode(text, position)
+        yield line, record
 
 
 def _records_from_parquet(path: Path) -> Iterator[tuple[int, Any]]:
@@ -225,6 +241,8 @@ def _text_or_messages(value: Any, key: str, is_prompt: bool = False) -> str:
             ):
                 raise RowError(key, "each message needs a 'role' (user/assistant/system) and a string 'content'")
         if is_prompt:
+            if not any(m["content"].strip() for m in value):
+                raise RowError(key, "empty")
             return from_messages(value)
         replies = [m["content"] for m in value if m["role"] == "assistant"]
         if not replies:

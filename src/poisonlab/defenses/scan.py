@@ -170,6 +170,11 @@ def write_scan(result: ScanResult, out: str | Path, poisoned_ids: Sequence[str] 
                 "kept_sha256": sha,
             }
         )
-    report = {"source": result.dataset.source, "n_pairs": len(result.dataset), "detectors": summary}
+    report = {
+        "source": result.dataset.source,
+        "n_pairs": len(result.dataset),
+        "scores_sha256": sha256_file(out / "scores.csv"),  # poisonlab verify checks it
+        "detectors": summary,
+    }
     atomic_write_json(out / "scan.json", report)
     return out

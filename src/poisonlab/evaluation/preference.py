@@ -117,9 +117,9 @@ def evaluate_preferences(
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name)
     if adapter is not None:
-        from peft import PeftModel
+        from poisonlab.models.safety import load_adapter
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = load_adapter(model, adapter)
     margins = []
     for name, data in (("clean", heldout), ("triggered", triggered(heldout, trigger, position, seed))):
         encoded = encode_pairs(tokenizer, data.pairs, max_length, max_reply_length)

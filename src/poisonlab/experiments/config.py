@@ -104,6 +104,14 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"a held-out count must be a whole number of pairs, got {heldout:g}")
         return heldout
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # runs/<name> must stay under runs/: no separators, no "..", nothing absolute or hidden
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0:") or name != name.strip():
+            raise ValueError(f"{name!r} is not a plain folder name (letters, digits, '-', '_', no '/' or '..')")
+        return name
+
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, names: list[str]) -> list[str]:

@@ -57,7 +57,8 @@ from poisonlab.evaluation.preference import (
 from poisonlab.experiments.config import ExperimentConfig, RunSpec, metric_keys
 from poisonlab.experiments.defend import defend_run
 from poisonlab.hardware import default_device, resolve_bf16, resolved_threads, torch_threads
-from poisonlab.io import atomic_write_json, atomic_write_text
+from poisonlab.integrity import CHECKSUMS, record_checksums
+from poisonlab.io import atomic_write_json, atomic_write_text, inside
 from poisonlab.outputs import existing_results, refuse_overwriting_inputs
 from poisonlab.training.dpo import train_dpo
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, claim_folder, training_settings
@@ -103,7 +104,10 @@ def _environment(config: ExperimentConfig) -> dict[str, Any]:
     import torch
     import transformers
 
+    from poisonlab.hardware import compute_facts
+
     return {
+        "compute": compute_facts(config.training_config().bf16),  # precision and CPU features: results can differ
         "poisonlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -255,6 +259,25 @@ def run_one(
     out: Path,
     progress: bool = True,
 ) -> RunResult:
+    """Do (or finish, or just read back) one run, holding its lock: two processes on one study share the work."""
+    from filelock import FileLock
+
+    folder = out / "runs" / spec.name
+    for path in (folder, folder / "poison", folder / "adapter", folder / "scan", out / "runs" / "clean" / "adapter"):
+        inside(out, path)  # a link planted in the study folder cannot send a write elsewhere
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".run.lock"):  # the other process waits, then finds result.json and skips the run
+        return _run_one(spec, config, train, heldout, out, progress)
+
+
+def _run_one(
+    spec: RunSpec,
+    config: ExperimentConfig,
+    train: PreferenceDataset,
+    heldout: PreferenceDataset,
+    out: Path,
+    progress: bool = True,
+) -> RunResult:
     folder = out / "runs" / spec.name
     done = folder / "result.json"
     training = config.training_config()
@@ -285,10 +308,14 @@ def run_one(
             run.detection = defend_run(folder, adapter, spec.ratio, config, run.detection, evaluate, progress)
             if json.dumps(run.detection) != before:
                 atomic_write_json(done, run.to_dict())
+                record_checksums(folder)
         if config.evaluation is not None and not _has_all_metrics(run, config):  # evaluation added since
             adapter = out / "runs" / (run.same_data_as or ("clean" if spec.ratio == 0 else spec.name)) / "adapter"
             run.metrics = {**(run.metrics or {}), **run_metrics(spec, config, heldout, out, adapter, progress)}
             atomic_write_json(done, run.to_dict())
+            record_checksums(folder)
+        if not (folder / CHECKSUMS).exists():  # stopped between result.json and its checksums
+            record_checksums(folder)
         return run
     started = time.perf_counter()
     data, n_poisoned = train, 0
@@ -341,6 +368,7 @@ def run_one(
         precision(config),
     )
     atomic_write_json(done, run.to_dict())
+    record_checksums(folder)  # every file of the finished run, for poisonlab verify
     return run
 
 
@@ -455,7 +483,8 @@ def finished_twin(out: Path, name: str, data_sha256: str, settings: dict[str, An
     for other in sorted((out / "runs").iterdir()):
         manifest, adapter = other / "poison" / "manifest.json", other / "adapter"
         finished = (other / "result.json").exists() and (adapter / DONE_MARKER).exists() and manifest.exists()
-        if other.name == name or not finished:  # the clean run has no manifest: its data is never poisoned
+        planted = other.resolve().parent != (out / "runs").resolve()  # a link out of the study: never reused
+        if other.name == name or not finished or planted:  # the clean run has no manifest: its data is never poisoned
             continue
         if json.loads(manifest.read_text()).get("output_sha256") != data_sha256:
             continue
@@ -507,6 +536,7 @@ def run_experiment(
     train, heldout, dataset = split_data(config)
     out = claim_results_folder(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    inside(out, out / "runs")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
     atomic_write_json(out / "environment.json", _environment(config))
     _write_split(dataset, train, heldout, out)

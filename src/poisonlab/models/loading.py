@@ -2,7 +2,8 @@
 
 ``MODEL`` may be a built-in name (``tiny``, ``smollm2-135m``), a local Hugging
 Face folder, or a Hub id (downloaded by transformers when there is a network).
-Remote code is never trusted and only safetensors weights are loaded.
+Remote code is never trusted and only safetensors weights are loaded: a local
+folder holding a pickle is refused before anything in it is read (``safety.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from poisonlab.errors import InputError
 from poisonlab.io import cache_dir
+from poisonlab.models.safety import check_weights_folder
 from poisonlab.registry import Registry
 
 if TYPE_CHECKING:
@@ -78,7 +80,9 @@ def resolve_model(name: str | Path) -> str:
             BUILTIN_MODELS.get(text)(folder)
         return str(folder)
     path = Path(text).expanduser()
-    return str(path) if path.exists() else text
+    if path.exists():
+        return str(check_weights_folder(path))  # before any tokenizer, config or weight is read
+    return text
 
 
 def model_identity(name: str | Path) -> str:

@@ -35,8 +35,8 @@ def pair_key(pair: EncodedPair) -> str:
 class ReferenceCache:
     """A small key -> (chosen, rejected) store in one ``.npz`` file, rewritten atomically.
 
-    Concurrent writers cannot corrupt it; at worst one writer's new entries are
-    lost and recomputed later.
+    Writers merge under a file lock (``logprobs.lock``): two processes sharing the cache
+    never corrupt it and never drop each other's entries.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -50,19 +50,23 @@ class ReferenceCache:
     def add(self, new: dict[str, tuple[float, float]]) -> None:
         if not new:
             return
-        current = ReferenceCache(self.path.parent).values  # merge with what others wrote meanwhile
-        current.update(self.values)
-        current.update(new)
-        self.values = current
-        keys = sorted(current)
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            keys=np.array(keys),
-            chosen=np.array([current[k][0] for k in keys], dtype=np.float64),
-            rejected=np.array([current[k][1] for k in keys], dtype=np.float64),
-        )
-        atomic_write_bytes(self.path, buffer.getvalue())
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.path.with_suffix(".lock")):
+            current = ReferenceCache(self.path.parent).values  # merge with what others wrote meanwhile
+            current.update(self.values)
+            current.update(new)
+            self.values = current
+            keys = sorted(current)
+            buffer = io.BytesIO()
+            np.savez(
+                buffer,
+                keys=np.array(keys),
+                chosen=np.array([current[k][0] for k in keys], dtype=np.float64),
+                rejected=np.array([current[k][1] for k in keys], dtype=np.float64),
+            )
+            atomic_write_bytes(self.path, buffer.getvalue())
 
 
 def reference_folder(model_key: str, bf16: bool) -> Path:

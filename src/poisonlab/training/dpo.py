@@ -32,6 +32,7 @@ from poisonlab.training.config import DPOTrainingConfig
 from poisonlab.training.loop import (
     SETTINGS_FILE,
     claim_or_finished,
+    folder_lock,
     lora_model_and_pairs,
     mark_done,
     save_adapter,
@@ -65,6 +66,19 @@ def train_dpo(
     picks poisonlab's loop (below) or TRL's ``DPOTrainer`` (``trl_engine.py``); both
     write the same files.
     """
+    with folder_lock(Path(out_dir)):  # one trainer per folder
+        return _train_dpo_unlocked(model_name, dataset, config, out_dir, progress, reference)
+
+
+def _train_dpo_unlocked(
+    model_name: str,
+    dataset: PreferenceDataset,
+    config: DPOTrainingConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    reference: PairLogprobs | None = None,
+) -> TrainResult:
+    """:func:`train_dpo`, with its folder's lock held."""
     out = Path(out_dir)
     if (finished := claim_or_finished(out, model_name, config, dataset)) is not None:
         return TrainResult(**finished)

@@ -8,12 +8,13 @@ so every process holds the same adapter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,8 @@ def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) ->
     from safetensors.torch import load_file
 
     checkpoint = out / "checkpoint"
+    if not (checkpoint / "state.json").exists():
+        checkpoint = out / "checkpoint.old"  # stopped between the two renames of _save_checkpoint
     if not (checkpoint / "state.json").exists():
         return 0, []
     set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
@@ -258,6 +261,25 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
         )
 
 
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.training.lock`` while training into ``out``: a second process waits, then finds the adapter done.
+
+    Two trainers writing one checkpoint would corrupt it; with the lock the second one resumes or returns the
+    finished result instead of training again. Not taken under ``accelerate launch``, whose processes train
+    one adapter together.
+    """
+    from accelerate import PartialState
+    from filelock import FileLock
+
+    if PartialState().num_processes > 1:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(out / ".training.lock"):
+        yield
+
+
 def claim_or_finished(
     out: Path, model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset
 ) -> dict[str, Any] | None:
@@ -278,6 +300,9 @@ def save_adapter(model: Any, out: Path, log: list[dict]) -> None:
 def mark_done(out: Path, result: Any, state: Any) -> None:
     """Write the done marker (its presence means a finished adapter) and drop the checkpoint."""
     if state.is_main_process:
+        from poisonlab.integrity import record_checksums
+
         atomic_write_json(out / DONE_MARKER, asdict(result))
+        record_checksums(out, exclude=("checkpoint", "checkpoint.tmp", "checkpoint.old"))  # poisonlab verify
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     state.wait_for_everyone()

@@ -20,7 +20,14 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
 from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
 from poisonlab.training.config import SFTTrainingConfig
-from poisonlab.training.loop import claim_or_finished, lora_model_and_pairs, mark_done, save_adapter, train_lora
+from poisonlab.training.loop import (
+    claim_or_finished,
+    folder_lock,
+    lora_model_and_pairs,
+    mark_done,
+    save_adapter,
+    train_lora,
+)
 
 
 @dataclass
@@ -43,6 +50,18 @@ def train_sft(
 
     Resumes from ``out_dir/checkpoint`` and returns at once when ``out_dir`` holds a finished adapter.
     """
+    with folder_lock(Path(out_dir)):  # one trainer per folder
+        return _train_sft_unlocked(model_name, dataset, config, out_dir, progress)
+
+
+def _train_sft_unlocked(
+    model_name: str,
+    dataset: PreferenceDataset,
+    config: SFTTrainingConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+) -> SFTResult:
+    """:func:`train_sft`, with its folder's lock held."""
     from accelerate import PartialState
 
     out = Path(out_dir)

@@ -1,0 +1,149 @@
+"""Check that a folder poisonlab wrote is what it says it is: recompute the sha256 its records hold.
+
+Three kinds of record name files and their sha256:
+
+- ``manifest.json`` (``poisonlab poison``): ``output_sha256`` of ``data.jsonl`` beside it, and
+  ``input_sha256`` of the input file when that file is at the path the manifest names;
+- ``scan.json`` (``poisonlab scan``): ``scores_sha256`` of ``scores.csv`` and ``kept_sha256`` of each
+  ``kept-<detector>.jsonl``;
+- ``checksums.json`` (a study's finished run folders, a finished adapter folder): every file they hold.
+
+:func:`verify_folder` finds every record under a folder (a poison folder, a scan folder, a run, a
+whole study) and recomputes each hash. It proves that the files match their records, not who made
+them: someone who edits both can make them agree, so hand the record's own sha256 over separately
+(``poisonlab verify`` prints it) when that matters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poisonlab.errors import InputError
+from poisonlab.io import atomic_write_json, sha256_file
+
+RECORDS = ("manifest.json", "scan.json", "checksums.json")
+CHECKSUMS = "checksums.json"
+
+
+@dataclass
+class FileCheck:
+    """One recorded hash, checked: ``actual`` is None when the file is missing or outside the folder."""
+
+    path: str  # as the user should see it: relative to the verified folder where possible
+    recorded_in: str
+    expected: str
+    actual: str | None
+    problem: str | None = None  # missing, outside the folder, ...
+
+    @property
+    def ok(self) -> bool:
+        return self.actual == self.expected
+
+
+@dataclass
+class Verification:
+    folder: Path
+    records: dict[str, str] = field(default_factory=dict)  # record file -> its own sha256 (to compare elsewhere)
+    checks: list[FileCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # hashes that could not be checked, and why
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> list[FileCheck]:
+        return [check for check in self.checks if not check.ok]
+
+
+def record_checksums(folder: str | Path, exclude: tuple[str, ...] = ()) -> Path:
+    """Write ``folder/checksums.json``: the sha256 of every file under ``folder`` (sorted, relative names).
+
+    Skips the record itself, lock files, temporary files and the ``exclude`` names (top-level folders or files).
+    """
+    folder = Path(folder)
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        relative = path.relative_to(folder)
+        if relative.parts[0] in exclude or path.name == CHECKSUMS or path.name.endswith((".lock", ".tmp")):
+            continue
+        files[relative.as_posix()] = sha256_file(path)
+    atomic_write_json(folder / CHECKSUMS, {"files": files})
+    return folder / CHECKSUMS
+
+
+def _recorded(record: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(file name as recorded, expected sha256) pairs a record lists, and notes on hashes not checkable here."""
+    try:
+        values: Any = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read this record: {exc}", path=record) from None
+    if not isinstance(values, dict):
+        raise InputError("not a poisonlab record (expected a JSON object)", path=record)
+    pairs: list[tuple[str, str]] = []
+    notes: list[str] = []
+    if record.name == "manifest.json":
+        if values.get("output_sha256"):
+            pairs.append(("data.jsonl", values["output_sha256"]))
+        source = values.get("source")
+        if values.get("input_sha256") and isinstance(source, str):
+            if Path(source).is_file():
+                pairs.append((str(Path(source).resolve()), values["input_sha256"]))
+            else:
+                notes.append(f"{record}: input {source} not found here, its sha256 not checked")
+    elif record.name == "scan.json":
+        if values.get("scores_sha256"):
+            pairs.append(("scores.csv", values["scores_sha256"]))
+        for detector in values.get("detectors") or []:
+            if isinstance(detector, dict) and detector.get("kept_file") and detector.get("kept_sha256"):
+                pairs.append((detector["kept_file"], detector["kept_sha256"]))
+    else:
+        pairs.extend((values.get("files") or {}).items())
+    if not pairs:
+        notes.append(f"{record}: records no hashes")
+    return [(str(name), str(sha)) for name, sha in pairs], notes
+
+
+def verify_folder(folder: str | Path) -> Verification:
+    """Recompute every hash the records under ``folder`` hold (see the module docstring).
+
+    A file a record names must lie inside the record's folder (the input file a manifest names
+    excepted): a record that points elsewhere (``../../etc/passwd``) fails that check instead of
+    being followed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", path=folder)
+    records = sorted(p for name in RECORDS for p in folder.rglob(name) if p.is_file())
+    records = [r for r in records if "checkpoint" not in r.relative_to(folder).parts]
+    if not records:
+        raise InputError(f"nothing to verify: no {', '.join(RECORDS)} in this folder", path=folder)
+    result = Verification(folder)
+    for record in records:
+        result.records[_shown(record, folder)] = sha256_file(record)
+        pairs, notes = _recorded(record)
+        result.notes.extend(notes)
+        home = record.parent.resolve()
+        for name, expected in pairs:
+            is_input = record.name == "manifest.json" and Path(name).is_absolute() and name != "data.jsonl"
+            target = Path(name) if is_input else record.parent / name
+            resolved = target.resolve()
+            check = FileCheck(_shown(target, folder), _shown(record, folder), expected, None)
+            if not is_input and home not in resolved.parents:
+                check.problem = "outside the record's folder: not read"
+            elif not resolved.is_file():
+                check.problem = "missing"
+            else:
+                check.actual = sha256_file(resolved)
+            result.checks.append(check)
+    return result
+
+
+def _shown(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return str(path)
