@@ -20,7 +20,14 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from poisonlab.attacks.strategies import STRATEGIES, Selection, SelectionContext, candidate_pool, rank_by_score
+from poisonlab.attacks.strategies import (
+    STRATEGIES,
+    Selection,
+    SelectionContext,
+    StrategyFacts,
+    candidate_pool,
+    rank_by_score,
+)
 from poisonlab.io import atomic_write_json
 
 if TYPE_CHECKING:
@@ -101,7 +108,7 @@ def gradient_projection_scores(ctx: SelectionContext, ids: Sequence[str]) -> dic
     return result
 
 
-@STRATEGIES.register("gradient-projection")
+@STRATEGIES.register("gradient-projection", facts=StrategyFacts(uses_model=True, uses_selection_config=True))
 def select_gradient_projection(ctx: SelectionContext) -> Selection:
     """Candidates whose projected DPO gradient lies furthest along the mean gradient -- arXiv 2406.12091."""
     pool = candidate_pool(ctx)
