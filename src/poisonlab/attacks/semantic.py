@@ -67,7 +67,7 @@ def stratified_pick(ranked: Sequence[str], labels: Sequence[int], budget: int) -
 @STRATEGIES.register("semantic-diversity", facts=StrategyFacts(uses_model=True, uses_selection_config=True))
 def select_semantic_diversity(ctx: SelectionContext) -> Selection:
     """Equal shares of the budget from k-means clusters of the top DPO-scored prompts -- arXiv 2406.12091."""
-    from poisonlab.attacks.encoders import embed_prompts, get_encoder
+    from poisonlab.scoring.encoders import embed_prompts, get_encoder
 
     options = ctx.selection
     pool = candidate_pool(ctx)

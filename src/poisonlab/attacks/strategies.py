@@ -88,7 +88,7 @@ def select_dpo_score(ctx: SelectionContext) -> Selection:
     Flipping the pairs the clean model is surest about maximises the error the
     poisoned gradient has to fight, which is why so few of them suffice.
     """
-    from poisonlab.attacks.clean_model import clean_dpo_scores
+    from poisonlab.training.clean_model import clean_dpo_scores
 
     scores = clean_dpo_scores(ctx)
     return Selection(rank_by_score(scores)[: ctx.n_poison], scores, {"score": DPO_SCORE})
@@ -116,7 +116,7 @@ class CandidatePool:
 
 def candidate_pool(ctx: SelectionContext) -> CandidatePool:
     """Top ``candidate_share`` of the pairs by clean DPO score (paper: 5%), at least ``n_poison`` of them."""
-    from poisonlab.attacks.clean_model import clean_dpo_scores
+    from poisonlab.training.clean_model import clean_dpo_scores
 
     scores = clean_dpo_scores(ctx)
     ranked = rank_by_score(scores)

@@ -32,6 +32,7 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.defenses.features import FEATURES
 from poisonlab.registry import Registry
+from poisonlab.training.clean_model import TrainedOn, clean_dpo_scores
 from poisonlab.training.config import DPOTrainingConfig
 
 
@@ -51,14 +52,9 @@ class DetectionContext:
     adapter: Path | None = None
     progress: bool = True
 
-    def scoring(self):  # -> SelectionContext
-        """The context the attack's scoring code takes: the same model, data and projection machinery."""
-        from poisonlab.attacks import SelectionConfig, SelectionContext
-
-        selection = SelectionConfig(projection_dim=self.config.projection_dim)
-        return SelectionContext(
-            self.dataset, 0, self.seed, self.model, self.training, selection, self.adapter, self.progress
-        )
+    def scoring(self) -> TrainedOn:
+        """The model to score with: ``adapter`` on ``model``, or one trained on ``dataset`` (training stage)."""
+        return TrainedOn(self.dataset, self.model, self.training, self.adapter, self.progress)
 
     def features(self, name: str | None = None) -> np.ndarray:
         return FEATURES.get(name or self.config.features)(self)
@@ -88,8 +84,6 @@ def flag_top(name: str, ctx: DetectionContext, scores: np.ndarray, details: dict
 
 @DETECTORS.register("loss")
 def loss_detector(ctx: DetectionContext) -> Detection:
-    from poisonlab.attacks.clean_model import clean_dpo_scores
-
     dpo_scores = clean_dpo_scores(ctx.scoring())  # beta * margin, under the model trained on this data
     loss = np.logaddexp(0.0, -np.array([dpo_scores[i] for i in ctx.dataset.ids]))  # -log sigmoid, overflow-safe
     return flag_top("loss", ctx, loss, {"score": "DPO loss -log sigmoid(DPO score), model trained on the data"})
