@@ -304,10 +304,24 @@ def scan(
     dataset = _load(data, skip_bad_rows)
     result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned)
     write_scan(result, out, poisoned)
-    console.print(scan_table(result, config.budget(len(dataset))))
+    budget = config.budget(len(dataset))
+    if budget is not None:
+        console.print(scan_table(result, budget))
+    elif result.metrics:
+        from poisonlab.reports.vetting import judged_table
+
+        console.print(judged_table(result))
     if result.metrics:
         console.print("AUROC: how well the scores rank poison above clean pairs (0.5 = chance).")
-    console.print(f"scores: {out / 'scores.csv'}; the data each detector keeps: {out}/kept-*.jsonl")
+    from poisonlab.defenses.scan import vetting_report
+    from poisonlab.reports.vetting import vetting_tables
+
+    for table in vetting_tables(vetting_report(result), {p.id: p.prompt for p in dataset}):
+        console.print(table)
+    console.print(
+        f"ranked list: {out / 'suspicious.csv'}; the data without any flagged pair: {out / 'filtered.jsonl'} "
+        f"(what was removed and why: {out / 'removed.json'}); scores: {out / 'scores.csv'}"
+    )
 
 
 @app.command()
