@@ -382,6 +382,7 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
 def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
     from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
+    from poisonlab.attacks.triggers import TRIGGERS
     from poisonlab.defenses import DETECTORS, FEATURES
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
@@ -390,6 +391,7 @@ def list_plugins() -> None:
     for label, names in (
         ("strategies", STRATEGIES.names()),
         ("attacks", ATTACKS.names()),
+        ("triggers (or any string)", [f"{n} ({TRIGGERS.get(n).kind})" for n in TRIGGERS.names()]),
         ("trigger positions", TRIGGER_POSITIONS.names() + rules),
         ("prompt encoders (semantic-diversity; or a model folder)", ENCODERS.names()),
         ("DPO losses", LOSSES.names()),
