@@ -266,9 +266,10 @@ def scan(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for scores.csv, kept-<detector>.jsonl and scan.json."),
     detector: list[str] = typer.Option(
-        ["loss", "spectral-signature", "clustering"],
+        ["trigger-mining-reply", "loss"],
         "--detector",
-        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable.",
+        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable. The "
+        "default pair has the lowest false-positive rate measured on clean data (README, Defenses).",
     ),
     manifest: Optional[Path] = typer.Option(  # noqa: UP045
         None, help="The poison manifest, to judge the detectors (default: manifest.json beside --data)."

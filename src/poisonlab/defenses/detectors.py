@@ -18,10 +18,10 @@ papers that introduced them define them:
 
 ``budget`` is ``eps_multiplier x expected_share`` of the pairs when the defender
 states an expected share (see DefenseConfig). Without one the budget is adaptive:
-loss and spectral-signature flag only robust outliers, scores above
-median + ``outlier_mads`` x MAD (scaled to a normal's standard deviation), so a
-clean dataset loses almost nothing. Trigger mining (``trigger_mining.py``) flags
-by its own test either way.
+loss flags the pairs the model trained on the data gets wrong (loss > log 2, i.e.
+it prefers the rejected reply), spectral-signature only robust outliers, scores
+above median + ``outlier_mads`` x MAD (scaled to a normal's standard deviation).
+Trigger mining (``trigger_mining.py``) flags by its own test either way.
 """
 
 from __future__ import annotations
@@ -117,7 +117,14 @@ def flag_top(name: str, ctx: DetectionContext, scores: np.ndarray, details: dict
 def loss_detector(ctx: DetectionContext) -> Detection:
     dpo_scores = clean_dpo_scores(ctx.scoring())  # beta * margin, under the model trained on this data
     loss = np.logaddexp(0.0, -np.array([dpo_scores[i] for i in ctx.dataset.ids]))  # -log sigmoid, overflow-safe
-    return flag_top("loss", ctx, loss, {"score": "DPO loss -log sigmoid(DPO score), model trained on the data"})
+    details = {"score": "DPO loss -log sigmoid(DPO score), model trained on the data"}
+    if ctx.config.expected_share is not None:
+        return flag_top("loss", ctx, loss, details)
+    # adaptive: the pairs the model trained on the data still gets wrong (prefers the rejected reply)
+    ids = ctx.dataset.ids
+    flagged = [ids[i] for i in np.argsort(-loss, kind="stable") if loss[i] > np.log(2)]
+    reasons = {pid: "the model trained on the data prefers the rejected reply" for pid in flagged}
+    return Detection("loss", dict(zip(ids, loss.tolist())), flagged, details, reasons)
 
 
 def spectral_signature_scores(features: np.ndarray) -> np.ndarray:

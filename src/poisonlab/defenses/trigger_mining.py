@@ -25,9 +25,10 @@ ties), so the ranking can be judged where nothing is flagged.
 Signals (the two registered detectors):
 - ``trigger-mining``: the DPO loss -log sigmoid(DPO score) under the model
   trained on the data, as the ``loss`` detector: the pairs the model
-  disagrees with most. Tested in both tails: once a backdoor is learned the
-  model fits its rows *best* (the loss detector's AUROC falls below 0.5), and
-  a trigger's rows crowding either end of the ranking is the same anomaly.
+  disagrees with most. Once a backdoor is learned the model fits its rows
+  well and this signal fades (``mine_triggers(two_sided=True)`` also tests the
+  best-fitted tail; measured on the synthetic set it found nothing more and
+  doubled the false positives on clean data, so it is off).
 - ``trigger-mining-reply`` (model-free but for a text encoder): how far a pair's
   reply difference e(chosen) - e(rejected) points against the data's mean
   difference, -cos(d_i, mean d). A flipped pair's difference points the other
@@ -220,7 +221,7 @@ def trigger_mining(ctx: DetectionContext) -> Detection:
     dpo_scores = clean_dpo_scores(ctx.scoring())
     loss = np.logaddexp(0.0, -np.array([dpo_scores[i] for i in ctx.dataset.ids]))
     signals = ("pairs the model fits worst", "pairs the model fits best")
-    return mining_detection("trigger-mining", ctx, loss, signals, two_sided=True)
+    return mining_detection("trigger-mining", ctx, loss, signals, two_sided=False)
 
 
 @DETECTORS.register("trigger-mining-reply", facts=DetectorFacts(names_trigger=True))
