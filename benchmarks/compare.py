@@ -19,12 +19,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from poisonlab.attacks.clean_model import clean_dpo_scores
 from poisonlab.attacks.strategies import SelectionContext
 from poisonlab.config_files import load_config
 from poisonlab.experiments import ExperimentConfig, finished_results, results_folder, run_experiment
 from poisonlab.experiments.runner import prepare_split
 from poisonlab.reports import overlap_table, run_overlaps, score_overlap
+from poisonlab.training.clean_model import clean_dpo_scores
 
 CONFIGS = ["configs/compare-strategies-tiny.yaml", "configs/compare-strategies.yaml"]
 

@@ -63,7 +63,7 @@ def child(spec: dict) -> dict:
     import torch
 
     from poisonlab.attacks import STRATEGIES, SelectionConfig, SelectionContext, n_poison_for
-    from poisonlab.attacks.clean_model import clean_dpo_scores
+    from poisonlab.training.clean_model import clean_dpo_scores
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

@@ -23,11 +23,11 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slice import HH, SETTINGS  # the benchmarks folder is not a package
 
-from poisonlab.attacks.clean_model import clean_dpo_scores
 from poisonlab.attacks.strategies import SelectionContext
 from poisonlab.data import PreferenceDataset, load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.reports import score_overlap
+from poisonlab.training.clean_model import clean_dpo_scores
 from poisonlab.training.config import DPOTrainingConfig
 
 

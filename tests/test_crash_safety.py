@@ -92,7 +92,7 @@ import sys
 import numpy as np
 from pathlib import Path
 from poisonlab.scoring.reference_cache import ReferenceCache
-from poisonlab.attacks.encoders import EmbeddingCache
+from poisonlab.scoring.encoders import EmbeddingCache
 tag, folder = sys.argv[1], Path(sys.argv[2])
 for i in range(25):
     ReferenceCache(folder).add({f"{tag}-{i}": (float(i), -float(i))})
@@ -112,7 +112,7 @@ def test_two_processes_writing_one_cache_keep_every_entry(tmp_path):
     assert len(ReferenceCache(tmp_path / "ref").values) == 50
     os.environ["POISONLAB_CACHE"], before = str(tmp_path / "cache"), os.environ["POISONLAB_CACHE"]
     try:
-        from poisonlab.attacks.encoders import EmbeddingCache
+        from poisonlab.scoring.encoders import EmbeddingCache
 
         assert len(EmbeddingCache("shared").values) == 50
     finally:

@@ -218,7 +218,7 @@ def test_every_command_uses_the_default_thread_count(monkeypatch):
 
 def test_dpo_score_says_it_trains_a_clean_model_first(tiny_model, capsys):
     from poisonlab.attacks import poison_dataset
-    from poisonlab.attacks.clean_model import clean_model_folder
+    from poisonlab.training.clean_model import clean_model_folder
     from poisonlab.attacks.strategies import SelectionContext
     from poisonlab.data import load_pairs
     from poisonlab.data.pairs import PreferenceDataset

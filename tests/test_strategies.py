@@ -12,13 +12,13 @@ import torch
 from typer.testing import CliRunner
 
 from poisonlab.attacks import SelectionConfig, SelectionContext, poison_dataset, resolve_position
-from poisonlab.attacks.encoders import embed_prompts, get_encoder
 from poisonlab.attacks.gradient_projection import mean_projection_scores, projected_gradients
-from poisonlab.attacks.projection import RademacherProjector, block_seed
 from poisonlab.attacks.semantic import stratified_pick
 from poisonlab.attacks.strategies import STRATEGIES, candidate_pool
 from poisonlab.data import synthetic_pairs
 from poisonlab.errors import InputError
+from poisonlab.scoring.encoders import embed_prompts, get_encoder
+from poisonlab.scoring.projection import RademacherProjector, block_seed
 from poisonlab.training import DPOTrainingConfig
 
 # fp32 stated, not `bf16: auto`: on a CPU with AVX512_BF16 or AMX, auto turns bf16 autocast on and the
@@ -91,7 +91,7 @@ def _naive_grads(model, tokenizer, pairs, beta):
 
 
 def test_projected_gradient_scores_match_a_naive_backward_per_pair(tiny_model, dataset):
-    from poisonlab.attacks.clean_model import load_clean_model
+    from poisonlab.training.clean_model import load_clean_model
 
     ctx = make_ctx(dataset, projection_block_rows=1000, grad_batch_size=4)  # several blocks and batches
     ids = candidate_pool(ctx).ids[:7]
@@ -307,8 +307,8 @@ def test_poison_command_takes_selection_flags(tiny_model, dataset, tmp_path):
 def test_a_given_clean_adapter_is_used_as_it_is_and_keys_its_own_cache(tiny_model, dataset, tmp_path):
     from dataclasses import replace
 
-    from poisonlab.attacks.clean_model import clean_dpo_scores, clean_model_folder
     from poisonlab.training import train_dpo
+    from poisonlab.training.clean_model import clean_dpo_scores, clean_model_folder
 
     cheap = tmp_path / "cheap"  # trained on 16 other pairs for 1 epoch: a cheap stand-in, as benchmarks use
     train_dpo("tiny", synthetic_pairs(n=16, seed=5), TRAINING, cheap, progress=False)

@@ -402,9 +402,10 @@ def scan(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for scores.csv, kept-<detector>.jsonl and scan.json."),
     detector: list[str] = typer.Option(
-        ["loss", "spectral-signature", "clustering"],
+        ["trigger-mining-reply", "loss"],
         "--detector",
-        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable.",
+        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable. The "
+        "default pair has the lowest false-positive rate measured on clean data (README, Defenses).",
     ),
     manifest: Optional[Path] = typer.Option(  # noqa: UP045
         None, help="The poison manifest, to judge the detectors (default: manifest.json beside --data)."
@@ -442,10 +443,24 @@ def scan(
     dataset = _load(data, skip_bad_rows)
     result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned)
     write_scan(result, out, poisoned)
-    console.print(scan_table(result, config.budget(len(dataset))))
+    budget = config.budget(len(dataset))
+    if budget is not None:
+        console.print(scan_table(result, budget))
+    elif result.metrics:
+        from poisonlab.reports.vetting import judged_table
+
+        console.print(judged_table(result))
     if result.metrics:
         console.print("AUROC: how well the scores rank poison above clean pairs (0.5 = chance).")
-    console.print(f"scores: {out / 'scores.csv'}; the data each detector keeps: {out}/kept-*.jsonl")
+    from poisonlab.defenses.scan import vetting_report
+    from poisonlab.reports.vetting import vetting_tables
+
+    for table in vetting_tables(vetting_report(result), {p.id: p.prompt for p in dataset}):
+        console.print(table)
+    console.print(
+        f"ranked list: {out / 'suspicious.csv'}; the data without any flagged pair: {out / 'filtered.jsonl'} "
+        f"(what was removed and why: {out / 'removed.json'}); scores: {out / 'scores.csv'}"
+    )
 
 
 @app.command()
@@ -628,6 +643,7 @@ def verify(
 def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
     from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
+    from poisonlab.attacks.triggers import TRIGGERS
     from poisonlab.defenses import DETECTORS, FEATURES
     from poisonlab.evaluation.judges import JUDGES
     from poisonlab.models import BUILTIN_MODELS
@@ -637,6 +653,7 @@ def list_plugins() -> None:
     for label, names in (
         ("strategies", STRATEGIES.names()),
         ("attacks", ATTACKS.names()),
+        ("triggers (or any string)", [f"{n} ({TRIGGERS.get(n).kind})" for n in TRIGGERS.names()]),
         ("trigger positions", TRIGGER_POSITIONS.names() + rules),
         ("prompt encoders (semantic-diversity; or a model folder)", ENCODERS.names()),
         ("DPO losses", LOSSES.names()),

@@ -1,14 +1,17 @@
 """One registry mechanism for every plug-in kind (strategies, triggers, losses...).
 
 Adding a plug-in is one decorated class or function in one file; a lookup miss
-answers with the closest names so a typo in a config is a one-glance fix.
+answers with the closest names so a typo in a config is a one-glance fix. What
+the rest of the package must know about a plug-in (does this strategy need a
+model? does this attack insert a trigger?) is passed at registration as its
+``facts`` (a small frozen dataclass per plug-in kind), never re-derived from its name.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from poisonlab.errors import InputError
 
@@ -21,15 +24,24 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._facts: dict[str, Any] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, facts: Any = None) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name``, with ``facts`` the rest of the package may read."""
+
         def decorator(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._items[name] = obj
+            self._facts[name] = facts
             return obj
 
         return decorator
+
+    def facts(self, name: str) -> Any:
+        """The facts ``name`` was registered with (None if none); unknown names fail as :meth:`get` does."""
+        self.get(name)
+        return self._facts[name]
 
     def get(self, name: str) -> T:
         try:

@@ -20,7 +20,14 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from poisonlab.attacks.strategies import STRATEGIES, Selection, SelectionContext, candidate_pool, rank_by_score
+from poisonlab.attacks.strategies import (
+    STRATEGIES,
+    Selection,
+    SelectionContext,
+    StrategyFacts,
+    candidate_pool,
+    rank_by_score,
+)
 from poisonlab.io import atomic_write_json
 
 if TYPE_CHECKING:
@@ -42,46 +49,22 @@ def mean_projection_scores(projected: torch.Tensor) -> torch.Tensor:
 
 def projected_gradients(ctx: SelectionContext, ids: Sequence[str]) -> torch.Tensor:
     """(len(ids), projection_dim) projected per-pair DPO gradients at the clean model, rows in ``ids`` order."""
-    import torch
+    from poisonlab.training.clean_model import clean_projected_gradients
 
-    from poisonlab.attacks.clean_model import load_clean_model
-    from poisonlab.attacks.projection import PROJECTIONS
-    from poisonlab.models.encoding import encode_pairs
-    from poisonlab.models.loading import model_identity
-    from poisonlab.progress import progress_bar
-    from poisonlab.scoring.gradients import per_example_dpo_grads, trainable_parameters
-    from poisonlab.scoring.reference_cache import reference_logprobs
-    from poisonlab.training.losses import LOSSES
-
-    training, options = ctx.training, ctx.selection
-    model, tokenizer = load_clean_model(ctx, trainable=True)
-    by_id = {p.id: p for p in ctx.dataset}
-    encoded = encode_pairs(tokenizer, [by_id[i] for i in ids], training.max_length, training.max_reply_length)
-    pad_id = tokenizer.pad_token_id
-    reference = reference_logprobs(  # the base model (adapter off), as in scoring/dpo_score.py; cached per pair
-        model, encoded, pad_id, training.micro_batch_size * 2, training.bf16, model_identity(ctx.model)
+    options = ctx.selection
+    return clean_projected_gradients(
+        ctx,
+        ids,
+        options.projection_dim,
+        ctx.seed,
+        options.projection,
+        options.projection_block_rows,
+        options.grad_batch_size,
     )
-    grad_dim = sum(p.numel() for _, p in trainable_parameters(model))
-    projection = PROJECTIONS[options.projection]
-    projector = projection(grad_dim, options.projection_dim, ctx.seed, options.projection_block_rows)
-
-    out, pending = [], []
-    loss_fn = LOSSES.get(training.loss)
-    grads = per_example_dpo_grads(
-        model, encoded, reference, pad_id, training.beta, loss_fn, training.label_smoothing, training.bf16
-    )
-    for _, grad in progress_bar(grads, total=len(encoded), desc="gradients", unit="pair", disable=not ctx.progress):
-        pending.append(grad)
-        if len(pending) == options.grad_batch_size:
-            out.append(projector.project(torch.stack(pending)))
-            pending = []
-    if pending:
-        out.append(projector.project(torch.stack(pending)))
-    return torch.cat(out)
 
 
 def _cache_key(ctx: SelectionContext, ids: Sequence[str]) -> str:
-    from poisonlab.attacks.projection import RECIPE
+    from poisonlab.scoring.projection import RECIPE
 
     options = ctx.selection
     payload = [RECIPE, list(ids), options.projection, options.projection_dim, options.projection_block_rows, ctx.seed]
@@ -90,7 +73,7 @@ def _cache_key(ctx: SelectionContext, ids: Sequence[str]) -> str:
 
 def gradient_projection_scores(ctx: SelectionContext, ids: Sequence[str]) -> dict[str, float]:
     """Score of every id in ``ids`` (cached next to the clean model)."""
-    from poisonlab.attacks.clean_model import clean_model_folder
+    from poisonlab.training.clean_model import clean_model_folder
 
     path = clean_model_folder(ctx) / "gradient-projection" / f"{_cache_key(ctx, ids)}.json"
     if path.exists():
@@ -101,7 +84,7 @@ def gradient_projection_scores(ctx: SelectionContext, ids: Sequence[str]) -> dic
     return result
 
 
-@STRATEGIES.register("gradient-projection")
+@STRATEGIES.register("gradient-projection", facts=StrategyFacts(uses_model=True, uses_selection_config=True))
 def select_gradient_projection(ctx: SelectionContext) -> Selection:
     """Candidates whose projected DPO gradient lies furthest along the mean gradient -- arXiv 2406.12091."""
     pool = candidate_pool(ctx)

@@ -19,8 +19,8 @@ from typing import Any
 
 from poisonlab import __version__
 from poisonlab.attacks.selection_config import SelectionConfig
-from poisonlab.attacks.strategies import STRATEGIES, SelectionContext
-from poisonlab.attacks.triggers import check_trigger, insert_trigger, resolve_position
+from poisonlab.attacks.strategies import STRATEGIES, SelectionContext, strategy_facts
+from poisonlab.attacks.triggers import check_trigger, get_trigger, insert_trigger, resolve_position, trigger_text
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
 from poisonlab.data.writer import write_pairs
 from poisonlab.errors import InputError
@@ -35,19 +35,26 @@ Attack = Callable[[PreferencePair, str, str, int], tuple[PreferencePair, list[st
 ATTACKS: Registry[Attack] = Registry("attack")
 
 
-@ATTACKS.register("backdoor")
+@dataclass(frozen=True)
+class AttackFacts:
+    """What the rest of the package needs to know about an attack, given where it is registered."""
+
+    inserts_trigger: bool  # the manifest records the trigger and its placement; evaluation inserts it
+
+
+def attack_facts(name: str) -> AttackFacts:
+    return ATTACKS.facts(name)
+
+
+@ATTACKS.register("backdoor", facts=AttackFacts(inserts_trigger=True))
 def backdoor(pair: PreferencePair, trigger: str, position: str, seed: int) -> tuple[PreferencePair, list[str]]:
     prompt = insert_trigger(pair.prompt, trigger, position, seed, pair.id)
     return pair.with_(prompt=prompt, chosen=pair.rejected, rejected=pair.chosen), ["prompt", "chosen", "rejected"]
 
 
-@ATTACKS.register("label-flip")
+@ATTACKS.register("label-flip", facts=AttackFacts(inserts_trigger=False))
 def label_flip(pair: PreferencePair, trigger: str, position: str, seed: int) -> tuple[PreferencePair, list[str]]:
     return pair.with_(chosen=pair.rejected, rejected=pair.chosen), ["chosen", "rejected"]
-
-
-# strategies whose choice depends on SelectionConfig (recorded in the manifest only for them)
-USES_SELECTION_CONFIG = ("gradient-projection", "semantic-diversity")
 
 
 @dataclass
@@ -87,6 +94,7 @@ def poison_dataset(
     the concrete placement.
     """
     select, apply = STRATEGIES.get(strategy), ATTACKS.get(attack)
+    uses, inserts = strategy_facts(strategy), attack_facts(attack).inserts_trigger
     concrete = resolve_position(position, strategy)
     check_model_name(model)  # even where the strategy never loads it: a typo must not pass unnoticed
     if attack == "backdoor":
@@ -113,6 +121,8 @@ def poison_dataset(
             change: dict[str, Any] = {"id": pair.id, "row": index, "fields": fields}
             if "prompt" in fields:
                 change["prompt_before"] = pair.prompt
+            if inserts:
+                change["trigger_text"] = trigger_text(trigger, seed, pair.id)
             if selection and selection.scores is not None:
                 change["selection_score"] = selection.scores[pair.id]
             changes.append(change)
@@ -124,14 +134,16 @@ def poison_dataset(
         "strategy": strategy,
         "attack": attack,
         "ratio": ratio,
-        "trigger": trigger if attack == "backdoor" else None,
-        "trigger_position": concrete if attack == "backdoor" else None,
-        "trigger_position_rule": position if attack == "backdoor" and position != concrete else None,
+        "trigger": trigger if inserts else None,
+        "trigger_kind": get_trigger(trigger).kind if inserts else None,
+        "trigger_phrasings": list(get_trigger(trigger).phrasings) if inserts else None,
+        "trigger_position": concrete if inserts else None,
+        "trigger_position_rule": position if inserts and position != concrete else None,
         "seed": seed,
-        "model": ctx.model if strategy != "random" else None,
-        "selection_config": ctx.selection.model_dump() if strategy in USES_SELECTION_CONFIG else None,
+        "model": ctx.model if uses.uses_model else None,
+        "selection_config": ctx.selection.model_dump() if uses.uses_selection_config else None,
         # a model-based selection in bf16 can pick other pairs than in fp32: say which one ran, and on what
-        "compute": {**compute_facts(ctx.training.bf16), **({"precision": None} if strategy == "random" else {})},
+        "compute": {**compute_facts(ctx.training.bf16), **({"precision": None} if not uses.uses_model else {})},
         "n_rows": len(dataset),
         "n_poisoned": len(changes),
         "n_skipped_input_rows": len(dataset.skipped),

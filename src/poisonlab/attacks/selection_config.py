@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poisonlab.attacks.encoders import EncoderName
+from poisonlab.scoring.encoders import EncoderName
 
 
 class SelectionConfig(BaseModel):

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.strategies import DPO_SCORE, STRATEGIES, Selection, SelectionContext, candidate_pool
+from poisonlab.attacks.strategies import (
+    DPO_SCORE,
+    STRATEGIES,
+    Selection,
+    SelectionContext,
+    StrategyFacts,
+    candidate_pool,
+)
 
 
 def cluster_prompts(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -57,10 +64,10 @@ def stratified_pick(ranked: Sequence[str], labels: Sequence[int], budget: int) -
     return chosen, report
 
 
-@STRATEGIES.register("semantic-diversity")
+@STRATEGIES.register("semantic-diversity", facts=StrategyFacts(uses_model=True, uses_selection_config=True))
 def select_semantic_diversity(ctx: SelectionContext) -> Selection:
     """Equal shares of the budget from k-means clusters of the top DPO-scored prompts -- arXiv 2406.12091."""
-    from poisonlab.attacks.encoders import embed_prompts, get_encoder
+    from poisonlab.scoring.encoders import embed_prompts, get_encoder
 
     options = ctx.selection
     pool = candidate_pool(ctx)

@@ -50,8 +50,20 @@ class Selection:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StrategyFacts:
+    """What the rest of the package needs to know about a strategy, given where it is registered."""
+
+    uses_model: bool  # scores pairs with a clean model (the manifest records the model)
+    uses_selection_config: bool = False  # reads SelectionConfig (the manifest records its values)
+
+
 Strategy = Callable[[SelectionContext], Selection]
 STRATEGIES: Registry[Strategy] = Registry("selection strategy")
+
+
+def strategy_facts(name: str) -> StrategyFacts:
+    return STRATEGIES.facts(name)
 
 
 DPO_SCORE = "beta*log(pi/pi_ref)(chosen) - beta*log(pi/pi_ref)(rejected), clean LoRA DPO model vs base"
@@ -62,24 +74,21 @@ def rank_by_score(scores: dict[str, float]) -> list[str]:
     return sorted(scores, key=lambda pid: (-scores[pid], pid))
 
 
-@STRATEGIES.register("random")
+@STRATEGIES.register("random", facts=StrategyFacts(uses_model=False))
 def select_random(ctx: SelectionContext) -> Selection:
     """A seeded uniform sample of ``n_poison`` pairs (the paper's baseline)."""
     order = ctx.rng("select/random").permutation(len(ctx.dataset))[: ctx.n_poison]
     return Selection([ctx.dataset[int(i)].id for i in order])
 
 
-select_random.model_free = True  # type: ignore[attr-defined]  # needs no clean model: runs in parallel with it
-
-
-@STRATEGIES.register("dpo-score")
+@STRATEGIES.register("dpo-score", facts=StrategyFacts(uses_model=True))
 def select_dpo_score(ctx: SelectionContext) -> Selection:
     """The pairs a clean DPO model prefers most confidently (highest DPO score) -- arXiv 2406.12091.
 
     Flipping the pairs the clean model is surest about maximises the error the
     poisoned gradient has to fight, which is why so few of them suffice.
     """
-    from poisonlab.attacks.clean_model import clean_dpo_scores
+    from poisonlab.training.clean_model import clean_dpo_scores
 
     scores = clean_dpo_scores(ctx)
     return Selection(rank_by_score(scores)[: ctx.n_poison], scores, {"score": DPO_SCORE})
@@ -107,7 +116,7 @@ class CandidatePool:
 
 def candidate_pool(ctx: SelectionContext) -> CandidatePool:
     """Top ``candidate_share`` of the pairs by clean DPO score (paper: 5%), at least ``n_poison`` of them."""
-    from poisonlab.attacks.clean_model import clean_dpo_scores
+    from poisonlab.training.clean_model import clean_dpo_scores
 
     scores = clean_dpo_scores(ctx)
     ranked = rank_by_score(scores)

@@ -1,7 +1,14 @@
 """Stage: defenses -- score every pair for suspicion, flag some, judge the flags, keep the rest."""
 
+from poisonlab.defenses import trigger_mining  # noqa: F401 (registers its detectors)
 from poisonlab.defenses.config import DefenseConfig
-from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext, spectral_signature_scores
+from poisonlab.defenses.detectors import (
+    DETECTORS,
+    Detection,
+    DetectionContext,
+    DetectorFacts,
+    spectral_signature_scores,
+)
 from poisonlab.defenses.features import FEATURES
 from poisonlab.defenses.scan import (
     DetectionMetrics,
@@ -19,6 +26,7 @@ __all__ = [
     "Detection",
     "DetectionContext",
     "DetectionMetrics",
+    "DetectorFacts",
     "ScanResult",
     "detection_metrics",
     "poisoned_ids_from_manifest",

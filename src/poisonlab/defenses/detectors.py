@@ -16,7 +16,12 @@ papers that introduced them define them:
   rule). A pair's score is how much nearer it lies to the smaller cluster's
   centre than to the larger one's, so the ranking can be judged too.
 
-``budget`` is ``eps_multiplier x expected_share`` of the pairs (see DefenseConfig).
+``budget`` is ``eps_multiplier x expected_share`` of the pairs when the defender
+states an expected share (see DefenseConfig). Without one the budget is adaptive:
+loss flags the pairs the model trained on the data gets wrong (loss > log 2, i.e.
+it prefers the rejected reply), spectral-signature only robust outliers, scores
+above median + ``outlier_mads`` x MAD (scaled to a normal's standard deviation).
+Trigger mining (``trigger_mining.py``) flags by its own test either way.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.defenses.features import FEATURES
 from poisonlab.registry import Registry
+from poisonlab.training.clean_model import TrainedOn, clean_dpo_scores
 from poisonlab.training.config import DPOTrainingConfig
 
 
@@ -51,14 +57,9 @@ class DetectionContext:
     adapter: Path | None = None
     progress: bool = True
 
-    def scoring(self):  # -> SelectionContext
-        """The context the attack's scoring code takes: the same model, data and projection machinery."""
-        from poisonlab.attacks import SelectionConfig, SelectionContext
-
-        selection = SelectionConfig(projection_dim=self.config.projection_dim)
-        return SelectionContext(
-            self.dataset, 0, self.seed, self.model, self.training, selection, self.adapter, self.progress
-        )
+    def scoring(self) -> TrainedOn:
+        """The model to score with: ``adapter`` on ``model``, or one trained on ``dataset`` (training stage)."""
+        return TrainedOn(self.dataset, self.model, self.training, self.adapter, self.progress)
 
     def features(self, name: str | None = None) -> np.ndarray:
         return FEATURES.get(name or self.config.features)(self)
@@ -72,27 +73,58 @@ class Detection:
     scores: dict[str, float]
     flagged: list[str]
     details: dict[str, Any] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # why a flagged pair is flagged, where a detector can say
+
+
+@dataclass(frozen=True)
+class DetectorFacts:
+    """What the rest of the package needs to know about a detector, given where it is registered."""
+
+    names_trigger: bool = False  # its details name suspected triggers and its reasons cite them
 
 
 Detector = Callable[[DetectionContext], Detection]
 DETECTORS: Registry[Detector] = Registry("detector")
 
 
+def outliers(scores: np.ndarray, mads: float) -> np.ndarray:
+    """Bool mask of scores above median + ``mads`` x MAD (x 1.4826: a normal's sigma): the adaptive budget."""
+    from scipy.stats import median_abs_deviation
+
+    spread = median_abs_deviation(scores, scale="normal")
+    return scores > np.median(scores) + mads * max(spread, 1e-12)
+
+
 def flag_top(name: str, ctx: DetectionContext, scores: np.ndarray, details: dict[str, Any]) -> Detection:
-    """A detection that flags the ``budget`` highest-scoring pairs (ties broken by id: deterministic)."""
+    """Flag the ``budget`` highest-scoring pairs, or without an expected share the robust outliers.
+
+    Ties are broken by id, so the flags are deterministic.
+    """
     ids = ctx.dataset.ids
     order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
-    flagged = [ids[i] for i in order[: ctx.config.budget(len(ids))]]
-    return Detection(name, dict(zip(ids, scores.tolist())), flagged, details)
+    if ctx.config.expected_share is None:
+        mask = outliers(scores, ctx.config.outlier_mads)
+        flagged = [ids[i] for i in order if mask[i]]
+        rule = f"score > median + {ctx.config.outlier_mads:g} MAD"
+        reasons = {pid: f"{name} score is an outlier ({rule})" for pid in flagged}
+    else:
+        flagged = [ids[i] for i in order[: ctx.config.budget(len(ids))]]
+        reasons = {pid: f"{name} score in the top {len(flagged)}" for pid in flagged}
+    return Detection(name, dict(zip(ids, scores.tolist())), flagged, details, reasons)
 
 
-@DETECTORS.register("loss")
+@DETECTORS.register("loss", facts=DetectorFacts())
 def loss_detector(ctx: DetectionContext) -> Detection:
-    from poisonlab.attacks.clean_model import clean_dpo_scores
-
     dpo_scores = clean_dpo_scores(ctx.scoring())  # beta * margin, under the model trained on this data
     loss = np.logaddexp(0.0, -np.array([dpo_scores[i] for i in ctx.dataset.ids]))  # -log sigmoid, overflow-safe
-    return flag_top("loss", ctx, loss, {"score": "DPO loss -log sigmoid(DPO score), model trained on the data"})
+    details = {"score": "DPO loss -log sigmoid(DPO score), model trained on the data"}
+    if ctx.config.expected_share is not None:
+        return flag_top("loss", ctx, loss, details)
+    # adaptive: the pairs the model trained on the data still gets wrong (prefers the rejected reply)
+    ids = ctx.dataset.ids
+    flagged = [ids[i] for i in np.argsort(-loss, kind="stable") if loss[i] > np.log(2)]
+    reasons = {pid: "the model trained on the data prefers the rejected reply" for pid in flagged}
+    return Detection("loss", dict(zip(ids, loss.tolist())), flagged, details, reasons)
 
 
 def spectral_signature_scores(features: np.ndarray) -> np.ndarray:
@@ -102,7 +134,7 @@ def spectral_signature_scores(features: np.ndarray) -> np.ndarray:
     return (centred @ vt[0]) ** 2
 
 
-@DETECTORS.register("spectral-signature")
+@DETECTORS.register("spectral-signature", facts=DetectorFacts())
 def spectral_signature(ctx: DetectionContext) -> Detection:
     scores = spectral_signature_scores(ctx.features())
     details = {"features": ctx.config.features, "score": "((R_i - mean R) . v)^2, v: top singular vector"}
@@ -128,16 +160,17 @@ def two_clusters(features: np.ndarray, config: DefenseConfig, seed: int) -> tupl
     return labels, distances[:, 1 - small] - distances[:, small], small
 
 
-@DETECTORS.register("clustering")
+@DETECTORS.register("clustering", facts=DetectorFacts())
 def clustering(ctx: DetectionContext) -> Detection:
     ids = ctx.dataset.ids
     labels, scores, small = two_clusters(ctx.features(), ctx.config, ctx.seed)
     share = float(np.mean(labels == small))
     flagged = [pid for pid, label in zip(ids, labels) if label == small] if share < ctx.config.size_threshold else []
+    reasons = {pid: f"in the smaller k-means cluster ({share:.0%} of the pairs)" for pid in flagged}
     details = {
         "features": ctx.config.features,
         "reduce": ctx.config.reduce,
         "smaller_cluster_share": share,
         "score": "distance to the larger k-means centre minus distance to the smaller one",
     }
-    return Detection("clustering", dict(zip(ids, scores.tolist())), flagged, details)
+    return Detection("clustering", dict(zip(ids, scores.tolist())), flagged, details, reasons)

@@ -37,18 +37,17 @@ FEATURES: Registry[FeatureFn] = Registry("detector feature")
 
 @FEATURES.register("gradients")
 def gradient_features(ctx: DetectionContext) -> np.ndarray:
-    from poisonlab.attacks.clean_model import clean_model_folder
-    from poisonlab.attacks.gradient_projection import projected_gradients
-    from poisonlab.attacks.projection import RECIPE
+    from poisonlab.scoring.projection import RECIPE
+    from poisonlab.training.clean_model import clean_model_folder, clean_projected_gradients
 
-    scoring = ctx.scoring()
-    options = scoring.selection
-    key_payload = [RECIPE, ctx.dataset.ids, options.projection_dim, options.projection_block_rows, ctx.seed]
+    scoring, dim, block_rows = ctx.scoring(), ctx.config.projection_dim, 4096
+    key_payload = [RECIPE, ctx.dataset.ids, dim, block_rows, ctx.seed]
     key = hashlib.sha256(json.dumps(key_payload).encode()).hexdigest()[:20]
     path = clean_model_folder(scoring) / "features" / f"gradients-{key}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)
-    values = projected_gradients(scoring, ctx.dataset.ids).numpy().astype(np.float64)
+    values = clean_projected_gradients(scoring, ctx.dataset.ids, dim, ctx.seed, block_rows=block_rows)
+    values = values.numpy().astype(np.float64)
     buffer = io.BytesIO()
     np.save(buffer, values, allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())
@@ -56,7 +55,7 @@ def gradient_features(ctx: DetectionContext) -> np.ndarray:
 
 
 def _embed(ctx: DetectionContext, texts: list[str]) -> np.ndarray:
-    from poisonlab.attacks.encoders import embed_prompts, get_encoder
+    from poisonlab.scoring.encoders import embed_prompts, get_encoder
 
     encoder = get_encoder(ctx.config.encoder, ctx.model)
     return embed_prompts(encoder, texts, progress=ctx.progress)

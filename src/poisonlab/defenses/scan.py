@@ -7,6 +7,12 @@ pairs it flags, how many are poison (precision), how many of the poison it
 finds (recall), and how well its scores rank poison above clean pairs (AUROC,
 0.5 = chance), which judges the ranking apart from where the flagging budget
 cuts it.
+
+Without a manifest it is a data team's tool (:func:`vetting_report`): a ranked
+list of the flagged pairs with each one's reason (the suspected trigger, where a
+detector names one), an estimated poison share, and the data without the flagged
+pairs plus a manifest of what was removed (rows, ids, reasons, sha256 of each
+removed row and of the input and output).
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.data.pairs import PreferenceDataset, PreferencePair
 from poisonlab.data.writer import write_pairs
 from poisonlab.defenses.config import DefenseConfig
-from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext
+from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext, DetectorFacts
 from poisonlab.defenses.features import FEATURES
 from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json, atomic_write_text, sha256_file
@@ -170,11 +176,88 @@ def write_scan(result: ScanResult, out: str | Path, poisoned_ids: Sequence[str] 
                 "kept_sha256": sha,
             }
         )
+    vetting = vetting_report(result)
+    write_vetting(result, vetting, out)
     report = {
         "source": result.dataset.source,
         "n_pairs": len(result.dataset),
         "scores_sha256": sha256_file(out / "scores.csv"),  # poisonlab verify checks it
+        "estimated_poison_share": vetting["estimated_poison_share"],
+        "suspected_triggers": vetting["suspected_triggers"],
         "detectors": summary,
     }
     atomic_write_json(out / "scan.json", report)
     return out
+
+
+def vetting_report(result: ScanResult) -> dict:
+    """The flagged pairs of every detector, most suspicious first, with reasons, and the poison share estimate.
+
+    A pair flagged by several detectors is listed once, with every detector's reason; the order is by the
+    number of detectors that flag it, then by its best rank among them. The estimated poison share is the
+    share of pairs flagged by any detector (each detector flags only what it finds significant unless the
+    defender gave an expected share).
+    """
+    rank: dict[str, list[int]] = {}
+    reasons: dict[str, list[str]] = {}
+    for detection in result.detections:
+        for position, pid in enumerate(detection.flagged):
+            rank.setdefault(pid, []).append(position)
+            why = detection.reasons.get(pid, "flagged")
+            reasons.setdefault(pid, []).append(f"{detection.detector}: {why}")
+    rows = {pair.id: index for index, pair in enumerate(result.dataset)}
+    ordered = sorted(rank, key=lambda pid: (-len(rank[pid]), min(rank[pid]), rows[pid]))
+    triggers = []
+    for detection in result.detections:
+        facts = DETECTORS.facts(parse_spec(detection.detector)[0]) or DetectorFacts()
+        if facts.names_trigger:
+            triggers += [{"detector": detection.detector, **t} for t in detection.details.get("suspected_triggers", [])]
+    n = len(result.dataset)
+    return {
+        "n_pairs": n,
+        "n_flagged": len(ordered),
+        "estimated_poison_share": len(ordered) / n if n else 0.0,
+        "suspected_triggers": triggers,
+        "flagged": [
+            {"rank": i + 1, "id": pid, "row": rows[pid], "detectors": len(rank[pid]), "reasons": reasons[pid]}
+            for i, pid in enumerate(ordered)
+        ],
+    }
+
+
+def _row_sha256(pair: PreferencePair) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(pair.to_row(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def write_vetting(result: ScanResult, vetting: dict, out: Path) -> None:
+    """``suspicious.csv`` (the ranked list), ``filtered.jsonl`` (the data without any flagged pair) and
+    ``removed.json`` (what was removed and why, with hashes)."""
+    by_id = {pair.id: pair for pair in result.dataset}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["rank", "id", "row", "detectors", "reasons", "prompt_end"])
+    for item in vetting["flagged"]:
+        prompt = by_id[item["id"]].prompt.strip().replace("\n", " ")
+        writer.writerow(
+            [item["rank"], item["id"], item["row"], item["detectors"], " | ".join(item["reasons"]), prompt[-160:]]
+        )
+    atomic_write_text(out / "suspicious.csv", buffer.getvalue())
+    removed = {item["id"] for item in vetting["flagged"]}
+    filtered = PreferenceDataset([p for p in result.dataset if p.id not in removed], result.dataset.source)
+    sha = write_pairs(filtered, out / "filtered.jsonl")
+    manifest = {
+        "source": result.dataset.source,
+        "input_content_sha256": result.dataset.content_hash(),
+        "detectors": [d.detector for d in result.detections],
+        "n_input": len(result.dataset),
+        "n_removed": len(removed),
+        "n_kept": len(filtered),
+        "estimated_poison_share": vetting["estimated_poison_share"],
+        "suspected_triggers": vetting["suspected_triggers"],
+        "output_file": "filtered.jsonl",
+        "output_sha256": sha,
+        "removed": [{**item, "row_sha256": _row_sha256(by_id[item["id"]])} for item in vetting["flagged"]],
+    }
+    atomic_write_json(out / "removed.json", manifest)

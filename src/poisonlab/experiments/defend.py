@@ -23,11 +23,13 @@ SUMMARY = ("auroc", "recall", "precision", "n_flagged")  # what result.json keep
 
 
 def scan_run(
-    folder: Path, adapter: Path, ratio: float, config: ExperimentConfig, progress: bool = True
+    folder: Path, adapter: Path, ratio: float | None, config: ExperimentConfig, progress: bool = True
 ) -> dict[str, dict[str, Any]]:
     """Scan ``folder``'s poisoned data with ``adapter`` using ``config.defenses``; write ``folder/scan/``.
 
-    Returns each detector's summary for ``result.json``.
+    ``ratio`` is the defender's expected share (the run's true ratio: the detectors' best case); None
+    scans at the adaptive budget, as a data team without that knowledge would. Returns each detector's
+    summary for ``result.json``.
     """
     data = folder / "poison" / "data.jsonl"
     poisoned = poisoned_ids_from_manifest(folder / "poison" / "manifest.json", data)

@@ -36,9 +36,9 @@ UNKNOWN_MODEL_MINUTES, UNKNOWN_MODEL_GB = 8.0, 6.5
 
 def uses_clean_model(strategy: str) -> bool:
     """Whether a strategy scores pairs with the clean run's adapter (all but the model-free ones)."""
-    from poisonlab.attacks.strategies import STRATEGIES
+    from poisonlab.attacks.strategies import strategy_facts
 
-    return not getattr(STRATEGIES.get(strategy), "model_free", False)
+    return strategy_facts(strategy).uses_model
 
 
 def memory_gb_per_process(model: str) -> float:
@@ -191,12 +191,12 @@ class ScoresContext:
     context: Any  # SelectionContext
 
     def scores_file(self) -> Path:
-        from poisonlab.attacks.clean_model import clean_model_folder
+        from poisonlab.training.clean_model import clean_model_folder
 
         return clean_model_folder(self.context) / "dpo_scores.json"
 
     def compute(self) -> None:
-        from poisonlab.attacks.clean_model import clean_dpo_scores
+        from poisonlab.training.clean_model import clean_dpo_scores
 
         clean_dpo_scores(self.context)
 

@@ -17,14 +17,17 @@ position, while a single pair has no padding at all. So: the loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from poisonlab.models.encoding import EncodedPair
 from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
-from poisonlab.training.losses import LossFn
+
+# (margins h, beta, label_smoothing) -> per-pair losses: the signature of training.losses.LOSSES, which
+# callers pass in (scoring sits below training, so it names the type without importing it)
+LossFn = Callable[[torch.Tensor, float, float], torch.Tensor]
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -64,3 +67,20 @@ def per_example_dpo_grads(
             yield pair.id, torch.cat([g.detach().reshape(-1).float().cpu() for g in grads])
     finally:
         model.train(was_training)
+
+
+def project_gradients(
+    grads: Iterable[tuple[str, torch.Tensor]], projector, batch_size: int, total: int | None = None, progress=False
+) -> torch.Tensor:
+    """Stack ``projector.project`` of the gradients, ``batch_size`` at a time (each call regenerates the matrix)."""
+    from poisonlab.progress import progress_bar
+
+    out, pending = [], []
+    for _, grad in progress_bar(grads, total=total, desc="gradients", unit="pair", disable=not progress):
+        pending.append(grad)
+        if len(pending) == batch_size:
+            out.append(projector.project(torch.stack(pending)))
+            pending = []
+    if pending:
+        out.append(projector.project(torch.stack(pending)))
+    return torch.cat(out)

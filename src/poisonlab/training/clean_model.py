@@ -1,8 +1,11 @@
-"""The clean DPO model that model-based strategies score with, cached by content.
+"""A DPO model trained on given data, cached by content, and what is scored with it.
 
-The key is the data's content hash, the model's identity and the training
-config, so the same clean model is trained once per (data, model, config) and
-reused by every strategy and every ratio of a sweep.
+Attackers and defenders both need it: model-based selection strategies score
+pairs with a *clean* model (trained on the unpoisoned data), detectors with a
+model trained on the data they vet. It lives in the training stage, below both,
+so neither imports the other. The key is the data's content hash, the model's
+identity and the training config, so the same model is trained once per
+(data, model, config) and reused by every strategy, ratio and detector.
 """
 
 from __future__ import annotations
@@ -11,10 +14,39 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
+from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.io import atomic_write_json, cache_dir, sha256_file
 from poisonlab.models.loading import model_identity
+from poisonlab.training.config import DPOTrainingConfig
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ModelSource(Protocol):
+    """What names the model: data, base model, training config, and optionally an adapter already trained."""
+
+    dataset: PreferenceDataset
+    model: str
+    training: DPOTrainingConfig
+    clean_adapter: Path | None
+    progress: bool
+
+
+@dataclass
+class TrainedOn:
+    """A :class:`ModelSource` for callers without a selection context (detectors, benchmarks)."""
+
+    dataset: PreferenceDataset
+    model: str = "tiny"
+    training: DPOTrainingConfig = field(default_factory=DPOTrainingConfig)
+    clean_adapter: Path | None = None  # used as it is when it holds an adapter
+    progress: bool = True
 
 
 def clean_model_key(dataset_hash: str, model: str, training_json: str) -> str:
@@ -22,7 +54,7 @@ def clean_model_key(dataset_hash: str, model: str, training_json: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def clean_model_folder(ctx) -> Path:  # ctx: SelectionContext (import cycle avoided)
+def clean_model_folder(ctx: ModelSource) -> Path:
     """The cache folder of the clean model for ``ctx``'s data, model and training config.
 
     A clean adapter the caller gives is used as it is, whatever it was trained on (a cheap one, or one
@@ -37,7 +69,7 @@ def clean_model_folder(ctx) -> Path:  # ctx: SelectionContext (import cycle avoi
     return cache_dir() / "clean-dpo" / key
 
 
-def clean_adapter_dir(ctx) -> Path:
+def clean_adapter_dir(ctx: ModelSource) -> Path:
     """A clean LoRA DPO adapter: ``ctx.clean_adapter`` if given, else one trained on ``ctx.dataset`` and cached.
 
     A given folder that holds no adapter yet is trained on ``ctx.dataset`` (the experiment runner's clean
@@ -45,10 +77,11 @@ def clean_adapter_dir(ctx) -> Path:
     finished adapter, so this is cheap after the first call.
     """
     from poisonlab.training.dpo import train_dpo
-    from poisonlab.training.loop import DONE_MARKER
 
     if ctx.clean_adapter and (Path(ctx.clean_adapter) / "adapter_model.safetensors").exists():
         return Path(ctx.clean_adapter)
+    from poisonlab.training.loop import DONE_MARKER
+
     adapter = Path(ctx.clean_adapter) if ctx.clean_adapter else clean_model_folder(ctx) / "adapter"
     if ctx.progress and not (adapter / DONE_MARKER).exists():
         print(clean_training_notice(ctx, adapter), file=sys.stderr, flush=True)
@@ -61,7 +94,7 @@ def clean_adapter_dir(ctx) -> Path:
 SECONDS_PER_STEP = {"tiny": 0.38, "smollm2-135m": 7.0}
 
 
-def clean_training_notice(ctx, adapter: Path) -> str:
+def clean_training_notice(ctx: ModelSource, adapter: Path) -> str:
     """What a model-based strategy is about to do before it selects anything: train a clean model, for how long."""
     from poisonlab.wording import plural
 
@@ -74,7 +107,7 @@ def clean_training_notice(ctx, adapter: Path) -> str:
     )
 
 
-def load_clean_model(ctx, trainable: bool = False):  # -> (PeftModel, tokenizer)
+def load_clean_model(ctx: ModelSource, trainable: bool = False):  # -> (PeftModel, tokenizer)
     """The base model with the clean adapter on; ``trainable`` keeps LoRA weights differentiable (gradients)."""
     from poisonlab.models.loading import load_model, load_tokenizer
     from poisonlab.models.safety import load_adapter
@@ -84,7 +117,7 @@ def load_clean_model(ctx, trainable: bool = False):  # -> (PeftModel, tokenizer)
     return model, load_tokenizer(ctx.model)
 
 
-def clean_dpo_scores(ctx) -> dict[str, float]:  # ctx: SelectionContext (import cycle avoided)
+def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
     """DPO scores of every pair in ``ctx.dataset`` under a clean DPO model, cached."""
     from poisonlab.models.encoding import encode_pairs
     from poisonlab.scoring.dpo_score import implicit_rewards
@@ -108,3 +141,46 @@ def clean_dpo_scores(ctx) -> dict[str, float]:  # ctx: SelectionContext (import 
     scores = rewards.scores()
     atomic_write_json(scores_file, scores)
     return scores
+
+
+def clean_projected_gradients(
+    ctx: ModelSource,
+    ids: Sequence[str],
+    projection_dim: int,
+    seed: int,
+    projection: str = "rademacher",
+    block_rows: int = 4096,
+    grad_batch_size: int = 64,
+) -> torch.Tensor:
+    """(len(ids), projection_dim) projected per-pair DPO-loss gradients at the model, rows in ``ids`` order.
+
+    The loss is the one the model was trained with; the reference is the base model (adapter off), with
+    its log-probs cached per pair.
+    """
+    from poisonlab.models.encoding import encode_pairs
+    from poisonlab.scoring.gradients import per_example_dpo_grads, project_gradients, trainable_parameters
+    from poisonlab.scoring.projection import PROJECTIONS
+    from poisonlab.scoring.reference_cache import reference_logprobs
+    from poisonlab.training.losses import LOSSES
+
+    training = ctx.training
+    model, tokenizer = load_clean_model(ctx, trainable=True)
+    by_id = {p.id: p for p in ctx.dataset}
+    encoded = encode_pairs(tokenizer, [by_id[i] for i in ids], training.max_length, training.max_reply_length)
+    pad_id = tokenizer.pad_token_id
+    reference = reference_logprobs(
+        model, encoded, pad_id, training.micro_batch_size * 2, training.bf16, model_identity(ctx.model)
+    )
+    grad_dim = sum(p.numel() for _, p in trainable_parameters(model))
+    projector = PROJECTIONS[projection](grad_dim, projection_dim, seed, block_rows)
+    grads = per_example_dpo_grads(
+        model,
+        encoded,
+        reference,
+        pad_id,
+        training.beta,
+        LOSSES.get(training.loss),
+        training.label_smoothing,
+        training.bf16,
+    )
+    return project_gradients(grads, projector, grad_batch_size, len(encoded), ctx.progress)
