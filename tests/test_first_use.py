@@ -218,10 +218,10 @@ def test_every_command_uses_the_default_thread_count(monkeypatch):
 
 def test_dpo_score_says_it_trains_a_clean_model_first(tiny_model, capsys):
     from poisonlab.attacks import poison_dataset
-    from poisonlab.training.clean_model import clean_model_folder
     from poisonlab.attacks.strategies import SelectionContext
     from poisonlab.data import load_pairs
     from poisonlab.data.pairs import PreferenceDataset
+    from poisonlab.training.clean_model import clean_model_folder
     from poisonlab.training.config import DPOTrainingConfig
 
     pairs = load_pairs("synthetic").pairs[:40]
