@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from poisonlab.cli import app
@@ -192,6 +193,8 @@ def test_a_link_planted_in_the_study_folder_cannot_redirect_writes(tmp_path):
     elsewhere.mkdir()
     (study / "runs" / "clean").symlink_to(elsewhere, target_is_directory=True)
     config = load_config(ExperimentConfig, None, [f"out={study}", "max_train_pairs=8", "max_heldout_pairs=4"])
+    # the study's own folder (its config.yaml), so it is resumed rather than refused as another command's
+    (study / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
     with pytest.raises(InputError, match="outside the study folder") as caught:
         run_experiment(config, progress=False)
     assert "is a link to" in str(caught.value)
