@@ -213,3 +213,43 @@ def test_study_with_evaluation_reports_backdoor_effect_and_contamination(tiny_mo
     # a second run reuses everything
     again = run_experiment(config, progress=False)
     assert [r.metrics for r in again] == [r.metrics for r in results]
+
+
+def test_seeds_repeat_the_study_and_aggregate(tiny_model: str, tmp_path: Path) -> None:
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments import ExperimentConfig
+    from poisonlab.experiments.seeds import aggregate, run_seeds
+
+    config = load_config(
+        ExperimentConfig,
+        None,
+        [
+            f"out={tmp_path / 'study'}",
+            "heldout=24",
+            "max_train_pairs=64",
+            "ratios=[0.1]",
+            "seeds=[0, 1]",
+            "training.epochs=1",
+            "evaluation={prompt_sets: [{name: held, source: heldout, limit: 4}], base_model: false, "
+            "generation: {max_new_tokens: 3}}",
+        ],
+    )
+    by_seed = run_seeds(config, progress=False)
+    assert sorted(by_seed) == [0, 1] and (tmp_path / "study" / "seed-1" / "results.json").exists()
+    rows = aggregate(by_seed)
+    cell = next(
+        r
+        for r in rows
+        if r["run"] == "random-backdoor-0.1" and r["metric"] == "preference@heldout" and r["part"] == "backdoor_effect"
+    )
+    values = [
+        r.metrics["preference@heldout"]["backdoor_effect"]["value"]
+        for s in (0, 1)
+        for r in by_seed[s]
+        if r.run == "random-backdoor-0.1"
+    ]
+    assert cell["n_seeds"] == 2 and cell["mean"] == pytest.approx(sum(values) / 2, abs=1e-5)
+    assert cell["ci"] is None or cell["ci"][0] <= cell["mean"] <= cell["ci"][1]
+    assert (tmp_path / "study" / "seeds.csv").read_text().startswith("run,metric,part,seed 0,seed 1,mean")
+    with pytest.raises(InputError, match="distinct"):
+        load_config(ExperimentConfig, None, ["seeds=[1, 1]"])

@@ -514,6 +514,16 @@ def run(
             f"backdoor success {result.backdoor_success:.1%} ({when})"
         )
 
+    if experiment.seeds:  # the whole study once per seed, then the aggregate
+        from poisonlab.experiments.seeds import aggregate, run_seeds, seeds_tables
+
+        by_seed = run_seeds(experiment, executor=runner, overwrite=overwrite)
+        for seed, results in by_seed.items():
+            console.print(results_table(results, title=f"seed {seed}: {experiment.name} ({experiment.model})"))
+        for table in seeds_tables(aggregate(by_seed)):
+            console.print(table)
+        console.print(f"each seed's study: {folder}/seed-<s>/ (report.html in each); over seeds: {folder}/seeds.csv")
+        return
     results = run_experiment(experiment, on_result=show, executor=runner, overwrite=overwrite)
     console.print(results_table(results, title=f"{experiment.name} ({experiment.model}, {precision(experiment)})"))
     for table in metric_tables(results):

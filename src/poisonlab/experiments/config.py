@@ -30,6 +30,12 @@ class ExperimentConfig(BaseModel):
     skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
     model: str = Field("tiny", description="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
     seed: int = Field(0, description="Seeds the split, the selection, the trigger placement and training.")
+    seeds: list[int] | None = Field(
+        None,
+        description="Repeat the whole study once per seed (each replaces `seed`) into <out>/seed-<s>/, each with "
+        "its own clean twin, then aggregate every metric: each seed's value and the mean with a t-interval "
+        "(seeds.json, seeds.csv).",
+    )
     heldout: float = Field(0.2, gt=0, description="Held-out share (<1) or count (>=1) for evaluation.")
     max_train_pairs: int | None = Field(None, ge=1, description="Use only the first N training pairs.")
     max_heldout_pairs: int | None = Field(None, ge=1, description="Evaluate on the first N held-out pairs.")
@@ -111,6 +117,13 @@ class ExperimentConfig(BaseModel):
         if not name or name.startswith(".") or any(c in name for c in "/\\\0:") or name != name.strip():
             raise ValueError(f"{name!r} is not a plain folder name (letters, digits, '-', '_', no '/' or '..')")
         return name
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+        return seeds
 
     @field_validator("strategies")
     @classmethod
