@@ -402,10 +402,10 @@ def scan(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for scores.csv, kept-<detector>.jsonl and scan.json."),
     detector: list[str] = typer.Option(
-        ["trigger-mining-reply", "loss"],
+        ["trigger-mining-reply"],
         "--detector",
         help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable. The "
-        "default pair has the lowest false-positive rate measured on clean data (README, Defenses).",
+        "default flagged no clean pair of the synthetic set or HH-RLHF (README, Defenses).",
     ),
     manifest: Optional[Path] = typer.Option(  # noqa: UP045
         None, help="The poison manifest, to judge the detectors (default: manifest.json beside --data)."

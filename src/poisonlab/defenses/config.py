@@ -44,11 +44,17 @@ class DefenseConfig(BaseModel):
         "over-represented n-grams (the best share per n-gram counts, Bonferroni-corrected).",
     )
     mining_fdr: float = Field(
-        0.001,
+        0.05,
         gt=0,
         lt=1,
         description="trigger mining: false discovery rate (Benjamini-Hochberg) at which an n-gram is a suspected "
         "trigger.",
+    )
+    mining_neighbours: int = Field(
+        10,
+        ge=1,
+        description="trigger-mining-reply: a pair's replies are compared with those of this many pairs with the "
+        "most similar prompts.",
     )
     mining_min_count: int = Field(
         3, ge=2, description="trigger mining: an n-gram is tested only if at least this many prompts contain it."

@@ -30,10 +30,14 @@ Signals (the two registered detectors):
   best-fitted tail; measured on the synthetic set it found nothing more and
   doubled the false positives on clean data, so it is off).
 - ``trigger-mining-reply`` (model-free but for a text encoder): how far a pair's
-  reply difference e(chosen) - e(rejected) points against the data's mean
-  difference, -cos(d_i, mean d). A flipped pair's difference points the other
-  way whether or not a model has learned it, which the loss cannot say once the
-  backdoor is learned.
+  reply difference d_i = e(chosen) - e(rejected) points against those of the
+  ``mining_neighbours`` pairs with the most similar prompts, -cos(d_i, mean d_j),
+  and, as a second signal in the same Bonferroni family, against the data's
+  mean difference. A flipped pair's difference points the other way whether or
+  not a model has learned it, which the loss cannot say once the backdoor is
+  learned. (Measured: the neighbour signal alone kept the synthetic set's benign
+  topics from looking swapped but lost HH-RLHF's triggers; the mean alone the
+  reverse.)
 
 Relation to prior work: the enrichment test is the keyword-scan idea of
 BKI / "backdoor keyword identification" (Chen & Dai, 2021) and of BAIT/BEAT-style
@@ -99,26 +103,33 @@ class MiningResult:
 
 def mine_triggers(
     prompts: list[str],
-    suspicion: np.ndarray,
+    suspicion: np.ndarray | list[np.ndarray],
     shares: list[float],
     fdr: float,
     min_count: int,
     max_n: int = 3,
     two_sided: bool = False,
 ) -> MiningResult:
-    """Test every n-gram for over-representation among the most suspicious pairs (see module doc)."""
+    """Test every n-gram for over-representation among the most suspicious pairs (see module doc).
+
+    ``suspicion`` may be several signals: each gives its own suspicious sets, all in one Bonferroni family.
+    """
     from scipy.stats import false_discovery_control, hypergeom
     from sklearn.feature_extraction.text import CountVectorizer
 
     n = len(prompts)
-    order = np.lexsort((np.arange(n), -suspicion))  # most suspicious first; ties by position
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
+    signals = suspicion if isinstance(suspicion, list) else [suspicion]
+    ranks = []
+    for values in signals:  # 0 = most suspicious; ties by position
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.lexsort((np.arange(n), -values))] = np.arange(n)
+        ranks.append(rank)
+    rank = ranks[0]
     sizes = sorted({max(1, math.ceil(share * n)) for share in shares})
-    # (size, tail, mask): the top `size` pairs, and with two_sided also the bottom `size`
-    sets = [(size, "high", rank < size) for size in sizes]
+    # (size, tail, mask): per signal the top `size` pairs, and with two_sided also the bottom `size`
+    sets = [(size, "high", r < size) for r in ranks for size in sizes]
     if two_sided:
-        sets += [(size, "low", rank >= n - size) for size in sizes]
+        sets += [(size, "low", r >= n - size) for r in ranks for size in sizes]
     vectorizer = CountVectorizer(
         analyzer=lambda text: list(dict.fromkeys(prompt_ngrams(text, max_n))),
         binary=True,
@@ -173,7 +184,11 @@ def mine_triggers(
 
 
 def mining_detection(
-    name: str, ctx: DetectionContext, suspicion: np.ndarray, signals: tuple[str, str], two_sided: bool
+    name: str,
+    ctx: DetectionContext,
+    suspicion: np.ndarray | list[np.ndarray],
+    signals: tuple[str, str],
+    two_sided: bool,
 ) -> Detection:
     """Mine, flag the pairs that contain a suspected trigger, score every pair, and say why for each flag.
 
@@ -184,6 +199,7 @@ def mining_detection(
     mined = mine_triggers(
         prompts, suspicion, config.mining_shares, config.mining_fdr, config.mining_min_count, two_sided=two_sided
     )
+    suspicion = suspicion[0] if isinstance(suspicion, list) else suspicion
     percentile = 1 - mined.suspicion_rank / max(1, len(ids))
     strength = np.zeros(len(ids))
     if mined.matrix is not None:
@@ -224,12 +240,31 @@ def trigger_mining(ctx: DetectionContext) -> Detection:
     return mining_detection("trigger-mining", ctx, loss, signals, two_sided=False)
 
 
+def local_disagreement(differences: np.ndarray, prompts: np.ndarray, k: int) -> np.ndarray:
+    """-cos(d_i, mean of d_j over the k pairs with the most similar prompts): label (in)consistency with neighbours.
+
+    Comparing with neighbours rather than the data's mean keeps a kind of request whose replies differ in
+    another way (benign requests: help vs brush-off, among unsafe ones: refuse vs comply) from looking
+    swapped as a whole; a flipped pair still points against its neighbours. An inserted trigger barely
+    moves a sentence embedding, so a poisoned prompt's neighbours are clean prompts on its topic.
+    """
+    unit = prompts / np.maximum(np.linalg.norm(prompts, axis=1, keepdims=True), 1e-12)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    k = max(1, min(k, len(unit) - 1))
+    neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    local = differences[neighbours].mean(axis=1)
+    norms = np.linalg.norm(differences, axis=1) * np.linalg.norm(local, axis=1)
+    return -(differences * local).sum(axis=1) / np.where(norms == 0, 1, norms)
+
+
 @DETECTORS.register("trigger-mining-reply", facts=DetectorFacts(names_trigger=True))
 def trigger_mining_reply(ctx: DetectionContext) -> Detection:
-    """Trigger mining on the pairs whose reply difference points most against the data's (no model needed)."""
+    """Trigger mining on the pairs whose replies point most against their neighbours' (no model needed)."""
     differences = ctx.features("reply-embeddings")
+    local = local_disagreement(differences, ctx.features("prompt-embeddings"), ctx.config.mining_neighbours)
     mean = differences.mean(axis=0)
-    norms = np.linalg.norm(differences, axis=1) * max(np.linalg.norm(mean), 1e-12)
-    against = -(differences @ mean) / np.where(norms == 0, 1, norms)
+    norms = np.linalg.norm(differences, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
+    against = [local, -(differences @ mean) / np.where(norms == 0, 1, norms)]
     signals = ("pairs whose replies look most swapped", "pairs whose replies look least swapped")
     return mining_detection("trigger-mining-reply", ctx, against, signals, two_sided=False)
