@@ -31,6 +31,7 @@ def reward_dir(tiny_model, split, tmp_path_factory):
 def test_reward_model_ranks_held_out_pairs_and_records_its_accuracy(reward_dir):
     metrics = json.loads((reward_dir / "metrics.json").read_text())
     assert metrics["n_heldout"] == 40 and metrics["n_correct"] == round(40 * metrics["heldout_accuracy"])
+    assert metrics["heldout_also_in_train"] == 0  # unseen pairs: the accuracy is generalisation, not recall
     # an untrained head ranks ~half right and a sign-flipped loss ~none: 90% on 40 unseen pairs is learning
     assert metrics["heldout_accuracy"] >= 0.9, metrics
     low, high = metrics["heldout_ci"]

@@ -226,6 +226,7 @@ def train_reward(
                 "model": model_name,
                 **heldout_metrics,
                 "heldout_source": heldout_source or heldout.source,
+                "heldout_also_in_train": _overlap(train, heldout),
                 "precision": "fp32",
                 "n_train": len(train),
                 "steps": result.steps,
@@ -237,6 +238,12 @@ def train_reward(
         )
     mark_done(out, result, state)
     return result
+
+
+def _overlap(train: PreferenceDataset, heldout: PreferenceDataset) -> int:
+    """Held-out pairs whose (prompt, chosen, rejected) also trains: each inflates the measured accuracy."""
+    seen = {(p.prompt, p.chosen, p.rejected) for p in train.pairs}
+    return sum((p.prompt, p.chosen, p.rejected) in seen for p in heldout.pairs)
 
 
 def reward_model_facts(folder: str | Path) -> dict[str, Any]:
