@@ -35,7 +35,8 @@ class JudgeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refusal_phrases: list[str] | None = Field(
-        None, description="refusal: phrases that mark a refusal (case-insensitive substrings); default: the built-in list."
+        None,
+        description="refusal: phrases that mark a refusal (case-insensitive substrings); default: the built-in list.",
     )
     judge_url: str | None = Field(
         None, description="llm: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
