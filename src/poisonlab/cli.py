@@ -48,9 +48,14 @@ ModelOpt = typer.Option("tiny", "--model", help="Built-in name (tiny, smollm2-13
 @app.callback()
 def _start() -> None:
     """Study and defend against poisoning of LLM preference data."""
+    import warnings
+
     import torch
 
     from poisonlab.hardware import default_threads
+
+    # peft calls a method transformers 5 deprecates, once per model loaded: one identical warning per run
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
     # Decided now, before this process adds to the load; scoring and evaluation use it as training does.
     torch.set_num_threads(default_threads())

@@ -100,6 +100,13 @@ class Executor:
 EXECUTORS: Registry[type[Executor]] = Registry("executor")
 
 
+def _announce(line: str) -> None:
+    """One line on stderr when a task starts, so a log says what is running (progress bars say how far)."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
 @EXECUTORS.register("local")
 class LocalExecutor(Executor):
     """In this process for one job (progress bars and all), else a pool of ``jobs`` spawned processes."""
@@ -108,7 +115,9 @@ class LocalExecutor(Executor):
         config_json, out = plan.config.model_dump_json(), str(plan.out)
         jobs = self.workers(plan.config.model)
         if jobs <= 1:
-            for task in tasks:
+            for number, task in enumerate(tasks, start=1):
+                if progress:
+                    _announce(f"task {number}/{len(tasks)}: {task.name}" + (f" ({task.note})" if task.note else ""))
                 on_done(task, run_task(task.name, config_json, out, progress))
             return
         import multiprocessing
@@ -124,6 +133,8 @@ class LocalExecutor(Executor):
                     for name, task in list(waiting.items()):
                         if all(need in finished for need in task.needs):
                             running[pool.submit(run_task, name, config_json, out, False)] = waiting.pop(name)
+                            if progress:
+                                _announce(f"started {name} ({len(running)} running, {len(waiting)} waiting)")
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         task = running.pop(future)
