@@ -26,7 +26,8 @@ def test_model_based_runs_wait_for_the_clean_model_its_scores_and_their_possible
     order = [t.name for t in plan.tasks]
     needs = {t.name: t.needs for t in plan.tasks}
     assert order[:2] == ["clean", SCORES] and needs[SCORES] == ["clean"]
-    assert needs["random-backdoor-0.05"] == []  # model-free: may run beside the clean model
+    # model-free, but compared with its clean twin (preference margins, judgments) when it ends
+    assert needs["random-backdoor-0.05"] == ["clean"]
     assert needs["dpo-score-backdoor-0.1"] == ["clean", SCORES]
     # listed first, gradient-projection still runs after dpo-score, whose finished adapter it may reuse
     assert needs["gradient-projection-backdoor-0.05"] == ["clean", SCORES, "dpo-score-backdoor-0.05"]

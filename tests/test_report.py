@@ -56,7 +56,8 @@ def test_the_study_page_holds_its_figures_tables_and_generations_side_by_side(ti
         (out / "runs" / run / "generations").mkdir(parents=True)
         (out / "runs" / run / "generations" / "generations.jsonl").write_text("\n".join(map(json.dumps, rows)))
     page = write_report(out).read_text()
-    assert len(_images(page)) == 2 and _png_problems(page) == []  # backdoor_success, clean_accuracy
+    # backdoor_success, clean_accuracy, and one figure per part of each metric (preference@heldout, ...)
+    assert len(_images(page)) >= 2 and _png_problems(page) == []
     assert "<script" not in page and not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing external
     for run in ("clean", "random-backdoor-0.1", "dpo-score-backdoor-0.1"):
         assert f"<td>{run}</td>" in page  # the table of every run
@@ -113,7 +114,7 @@ def _render(page: Path) -> tuple[str, list[str]]:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (CI installs it)")
 def test_the_report_renders_in_chromium_with_no_broken_image_or_script_error(tiny_study, tmp_path):
     dom, errors = _render(tiny_study / "report.html")  # the page the study wrote at its end
-    assert "poisonlab report: tiny-study" in dom and len(_images(dom)) == 2
+    assert "poisonlab report: tiny-study" in dom and len(_images(dom)) >= 2
     assert _png_problems(dom) == [] and errors == []
 
     broken = tmp_path / "broken.html"  # the check catches what it is there for
@@ -133,9 +134,11 @@ def test_results_parquet_has_one_row_per_run_with_its_parameters_and_every_metri
     rows, expected = table.to_pylist(), json.loads((tiny_study / "results.json").read_text())
     assert [r["run"] for r in rows] == [r["run"] for r in expected]
     for row, want in zip(rows, expected):
-        assert {k: row[k] for k in want} == want  # every column of results.json, same values
+        plain = {k: v for k, v in want.items() if not isinstance(v, dict)}
+        assert {k: row[k] for k in plain} == plain  # every plain column of results.json, same values
         assert row["study.model"] == "tiny" and row["training.epochs"] == 1 and row["training.learning_rate"] > 0
-    assert rows[1]["auroc loss"] is not None  # the detectors' metrics, flattened
+    assert rows[1]["detection.loss.auroc"] is not None  # the detectors' metrics, flattened
+    assert rows[1]["metrics.preference@heldout.backdoor_effect.value"] is not None  # and every metric
 
 
 def test_duckdb_reads_results_parquet(tiny_study):

@@ -115,8 +115,9 @@ def test_projected_gradients_under_native_bf16_stay_close_to_fp32(tiny_model, da
     Stated tolerance: each pair's projected gradient within cosine 0.98 of the fp32 one, and the
     scores' ranking correlated (Spearman > 0.9); bf16 keeps 8 bits of mantissa, so no closer.
     """
-    from poisonlab.attacks.clean_model import clean_adapter_dir
     from scipy.stats import spearmanr
+
+    from poisonlab.training.clean_model import clean_adapter_dir
 
     fp32 = make_ctx(dataset)
     ids = candidate_pool(fp32).ids[:7]

@@ -5,6 +5,8 @@ instead of implied by a loop, and any executor (one process, a process pool, Ray
 
 - ``clean`` trains the clean model. Model-based strategies (every one but ``random``) score the
   training pairs with its adapter, and ``clean@<position>`` (placement rule ``paper``) evaluates it.
+  Every poisoned run also needs its clean twin (``clean`` or ``clean@<position>``): its contamination
+  and backdoor effect are computed against the twin's per-pair margins and judgments when it ends.
 - ``clean-scores`` computes the clean model's DPO scores of the training pairs once, into the shared
   score cache, so that parallel model-based runs read them instead of each computing them.
 - Runs whose poisoned data may be byte-identical -- model-based strategies at the same attack, ratio and

@@ -449,12 +449,10 @@ def run_metrics(
     metrics: dict[str, dict[str, Any]] = {}
     mine = read_margin_judgments(folder)
     theirs = read_margin_judgments(twin) if twin else None
-    if mine is not None:
+    if mine and mine["preference"]:  # (an evaluation that kept no per-pair margins has none)
         for key, facts in PREFERENCE_FACTS.items():
-            metrics[f"{key}@heldout"] = {
-                "judge": facts,
-                **judge_metrics(mine[key], facts["kind"], theirs[key] if theirs else None),
-            }
+            twin_values = theirs[key] if theirs and theirs[key] else None
+            metrics[f"{key}@heldout"] = {"judge": facts, **judge_metrics(mine[key], facts["kind"], twin_values)}
     if config.evaluation is not None and config.evaluation.prompt_sets:
         metrics.update(generation_metrics(config, heldout, folder, [adapter], spec.trigger_position, twin, progress))
     return metrics or None

@@ -208,7 +208,7 @@ def write_parquet(results: Sequence[Any], out: Path) -> Path:
     import pyarrow.parquet as pq
 
     parameters = study_parameters(out)
-    rows = [parameters | flatten(row) for row in _rows(results)]
+    rows = [parameters | flatten(row) for row in _rows(results, flat=False)]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     table = pa.table({name: _column([row.get(name) for row in rows]) for name in columns})
     sink = pa.BufferOutputStream()
