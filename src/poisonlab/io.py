@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,19 @@ def inside(root: str | Path, path: str | Path, what: str = "study folder") -> Pa
         how = f"{link} is a link to {link.resolve()}" if link else f"it resolves to {target}"
         raise InputError(f"refusing to write outside the {what} {base}: {how}", path=path)
     return Path(path)
+
+
+def json_lines(text: str, path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-empty line of a JSON-lines text; bad JSON names the line."""
+    from poisonlab.errors import InputError
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
 
 
 def cache_dir() -> Path:

@@ -21,13 +21,13 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from poisonlab.data.dialogue import ASSISTANT, HUMAN, from_messages, to_messages
 from poisonlab.errors import InputError
+from poisonlab.io import json_lines
 
 KNOWN_COLUMNS = ("goal", "Behavior", "prompt")  # AdvBench, HarmBench, generic
 
@@ -130,13 +130,7 @@ def _from_jsonl(path: Path, column: str | None) -> list[str] | None:
     """Requests of a JSONL file with a prompt column; None if its rows are preference pairs."""
     requests = []
     field = column or "prompt"
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
+    for number, row in json_lines(_read_text(path), path):
         if not isinstance(row, dict):
             raise InputError(f"expected a JSON object, got {type(row).__name__}", path=path, line=number)
         if field not in row:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from poisonlab.attacks.triggers import insert_trigger
 from poisonlab.data.prompts import Prompt
 from poisonlab.errors import InputError
-from poisonlab.io import atomic_write_json, atomic_write_jsonl, sha256_path
+from poisonlab.io import atomic_write_json, atomic_write_jsonl, json_lines, sha256_path
 
 GENERATIONS = "generations.jsonl"
 PARTIAL = "generations.partial.jsonl"
@@ -237,13 +237,7 @@ def read_generations(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise InputError("no generations here (run poisonlab generate first)", path=path)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
+    for number, row in json_lines(path.read_text(encoding="utf-8"), path):
         for key, kind in (("id", str), ("prompt", str), ("triggered", bool), ("reply", str)):
             if not isinstance(row, dict) or not isinstance(row.get(key), kind):
                 raise InputError(f"expected a {kind.__name__}", path=path, line=number, field=key)
