@@ -253,3 +253,55 @@ def test_seeds_repeat_the_study_and_aggregate(tiny_model: str, tmp_path: Path) -
     assert (tmp_path / "study" / "seeds.csv").read_text().startswith("run,metric,part,seed 0,seed 1,mean")
     with pytest.raises(InputError, match="distinct"):
         load_config(ExperimentConfig, None, ["seeds=[1, 1]"])
+
+
+def test_generation_killed_mid_run_resumes_to_the_same_bytes(tiny_model: str, tmp_path: Path) -> None:
+    """SIGKILL a real `poisonlab generate` once some batches are on disk; the rerun ends byte-identical."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n".join(f"Tell me about topic number {i} please" for i in range(24)))
+
+    def command(out: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "from poisonlab.cli import app; app()",
+            "generate",
+            "--prompts",
+            str(prompts),
+            "--model",
+            tiny_model,
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--threads",
+            "1",
+        ]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    assert subprocess.run(command(whole), env=env, capture_output=True, timeout=300).returncode == 0
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = killed / PARTIAL
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if partial.exists() and len(partial.read_text().splitlines()) >= 4:  # at least two batches written
+            break
+        time.sleep(0.05)
+    if process.poll() is not None:
+        pytest.skip("generation finished before it could be killed")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "generations.jsonl").exists()  # a killed run never looks finished
+    assert subprocess.run(command(killed), env=env, capture_output=True, timeout=300).returncode == 0
+    assert (killed / "generations.jsonl").read_bytes() == (whole / "generations.jsonl").read_bytes()
+    assert not partial.exists()
