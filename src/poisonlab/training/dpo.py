@@ -32,9 +32,9 @@ from poisonlab.training.config import DPOTrainingConfig
 from poisonlab.training.loop import (
     SETTINGS_FILE,
     claim_or_finished,
-    folder_lock,
     lora_model_and_pairs,
     mark_done,
+    one_trainer_per_folder,
     save_adapter,
     train_lora,
 )
@@ -51,6 +51,7 @@ class TrainResult:
     resumed_from_step: int
 
 
+@one_trainer_per_folder
 def train_dpo(
     model_name: str,
     dataset: PreferenceDataset,
@@ -66,19 +67,6 @@ def train_dpo(
     picks poisonlab's loop (below) or TRL's ``DPOTrainer`` (``trl_engine.py``); both
     write the same files.
     """
-    with folder_lock(Path(out_dir)):  # one trainer per folder
-        return _train_dpo_unlocked(model_name, dataset, config, out_dir, progress, reference)
-
-
-def _train_dpo_unlocked(
-    model_name: str,
-    dataset: PreferenceDataset,
-    config: DPOTrainingConfig,
-    out_dir: str | Path,
-    progress: bool = True,
-    reference: PairLogprobs | None = None,
-) -> TrainResult:
-    """:func:`train_dpo`, with its folder's lock held."""
     out = Path(out_dir)
     if (finished := claim_or_finished(out, model_name, config, dataset)) is not None:
         return TrainResult(**finished)

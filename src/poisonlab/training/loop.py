@@ -9,6 +9,8 @@ so every process holds the same adapter.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import math
 import shutil
@@ -259,6 +261,18 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
             path=path,
             field=key,
         )
+
+
+def one_trainer_per_folder(train: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a trainer (``train_dpo``, ``train_sft``, ``train_reward``) hold :func:`folder_lock` on its ``out_dir``."""
+    signature = inspect.signature(train)
+
+    @functools.wraps(train)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with folder_lock(Path(signature.bind(*args, **kwargs).arguments["out_dir"])):
+            return train(*args, **kwargs)
+
+    return locked
 
 
 @contextlib.contextmanager

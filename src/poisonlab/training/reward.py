@@ -36,6 +36,7 @@ from poisonlab.training.loop import (
     add_lora,
     claim_folder,
     mark_done,
+    one_trainer_per_folder,
     save_adapter,
     train_lora,
     training_settings,
@@ -151,6 +152,7 @@ def pairwise_accuracy(
     }
 
 
+@one_trainer_per_folder
 def train_reward(
     model_name: str,
     train: PreferenceDataset,

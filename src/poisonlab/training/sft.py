@@ -22,9 +22,9 @@ from poisonlab.scoring.logprobs import collate_sequences, reply_logprobs
 from poisonlab.training.config import SFTTrainingConfig
 from poisonlab.training.loop import (
     claim_or_finished,
-    folder_lock,
     lora_model_and_pairs,
     mark_done,
+    one_trainer_per_folder,
     save_adapter,
     train_lora,
 )
@@ -39,6 +39,7 @@ class SFTResult:
     resumed_from_step: int
 
 
+@one_trainer_per_folder
 def train_sft(
     model_name: str,
     dataset: PreferenceDataset,
@@ -50,18 +51,6 @@ def train_sft(
 
     Resumes from ``out_dir/checkpoint`` and returns at once when ``out_dir`` holds a finished adapter.
     """
-    with folder_lock(Path(out_dir)):  # one trainer per folder
-        return _train_sft_unlocked(model_name, dataset, config, out_dir, progress)
-
-
-def _train_sft_unlocked(
-    model_name: str,
-    dataset: PreferenceDataset,
-    config: SFTTrainingConfig,
-    out_dir: str | Path,
-    progress: bool = True,
-) -> SFTResult:
-    """:func:`train_sft`, with its folder's lock held."""
     from accelerate import PartialState
 
     out = Path(out_dir)
