@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from poisonlab import interrupts
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.cli_options import config_options, validated
 from poisonlab.defenses.config import DefenseConfig
@@ -682,6 +683,7 @@ def list_plugins() -> None:
 
 def main() -> None:
     """The ``poisonlab`` command: ``app`` with a one-line message instead of silence when Ctrl-C stops it."""
+    interrupts.install()
     try:
         app()
     except SystemExit as exc:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tqdm.auto import tqdm as auto_tqdm
 from tqdm.std import tqdm
+
+from poisonlab.interrupts import raise_if_interrupted
 
 DEFAULT_INTERVAL = 10.0
 LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"  # no bar
@@ -56,13 +58,26 @@ class LineProgress(tqdm):
 
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, disable: bool = False, **kwargs: Any) -> tqdm:
-    """``tqdm(iterable, **kwargs)`` on a terminal, a :class:`LineProgress` elsewhere."""
+    """``tqdm(iterable, **kwargs)`` on a terminal, a :class:`LineProgress` elsewhere.
+
+    Iterating the bar checks for a Ctrl-C before every item (:mod:`poisonlab.interrupts`).
+    """
+    if iterable is not None:
+        if "total" not in kwargs and hasattr(iterable, "__len__"):
+            kwargs["total"] = len(iterable)  # type: ignore[arg-type]
+        iterable = _stopping_on_ctrl_c(iterable)
     if disable:
         return tqdm(iterable, disable=True, **kwargs)
     if on_terminal():
         return auto_tqdm(iterable, **kwargs)
     quiet_library_bars()
     return LineProgress(iterable, **kwargs)
+
+
+def _stopping_on_ctrl_c(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+        raise_if_interrupted()
+        yield item
 
 
 def quiet_library_bars() -> None:

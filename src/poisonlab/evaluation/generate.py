@@ -30,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from poisonlab.attacks.triggers import insert_trigger
 from poisonlab.data.prompts import Prompt
 from poisonlab.errors import InputError
+from poisonlab.interrupts import raise_if_interrupted
 from poisonlab.io import atomic_write_json, atomic_write_jsonl, json_lines, sha256_path
+from poisonlab.progress import progress_bar
 
 GENERATIONS = "generations.jsonl"
 PARTIAL = "generations.partial.jsonl"
@@ -166,9 +168,7 @@ def generate(
             net = load_with_adapters(model, adapters)
             net.eval()
             pad = tokenizer.pad_token_id
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
+            bar = progress_bar(
                 total=len(batches),
                 initial=len(batches) - len(todo),
                 desc="generating",
@@ -177,6 +177,7 @@ def generate(
             )
             with open(out / PARTIAL, "a", encoding="utf-8") as partial:
                 for b, batch in todo:
+                    raise_if_interrupted()
                     width = max(len(encoded[i]) for i in batch)
                     ids = torch.full((len(batch), width), pad, dtype=torch.long)
                     mask = torch.zeros((len(batch), width), dtype=torch.long)

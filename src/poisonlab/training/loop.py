@@ -26,6 +26,7 @@ import torch
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
+from poisonlab.interrupts import raise_if_interrupted
 from poisonlab.io import atomic_write_json
 from poisonlab.progress import progress_bar
 from poisonlab.training.config import LoRATrainingConfig
@@ -199,6 +200,7 @@ def train_lora(
         total=len(batches), initial=start_step, desc=desc, unit="step", disable=not progress or rank != 0
     )
     for step in range(start_step, len(batches)):
+        raise_if_interrupted()
         started = time.perf_counter()
         indices = batches[step]
         totals: dict[str, float] = {"loss": 0.0}

@@ -29,6 +29,7 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.hardware import resolve_bf16, torch_threads
 from poisonlab.io import atomic_write_json
+from poisonlab.progress import progress_bar
 from poisonlab.training.config import RewardTrainingConfig
 from poisonlab.training.loop import (
     DONE_MARKER,
@@ -93,8 +94,6 @@ def rewards(
     progress: str | None = None,
 ) -> np.ndarray:
     """Reward of each (prompt ids, reply ids) in fp32, without gradients; batches of similar length."""
-    from tqdm.auto import tqdm
-
     from poisonlab.scoring.logprobs import collate_sequences
 
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]), reverse=True)
@@ -102,7 +101,8 @@ def rewards(
     device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        for start in tqdm(range(0, len(order), batch_size), desc=progress, disable=progress is None, unit="batch"):
+        starts = range(0, len(order), batch_size)
+        for start in progress_bar(starts, desc=progress, disable=progress is None, unit="batch"):
             rows = order[start : start + batch_size]
             batch = collate_sequences([str(i) for i in rows], [sequences[i] for i in rows], pad_id)
             logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits

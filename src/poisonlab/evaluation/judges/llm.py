@@ -44,6 +44,7 @@ from typing import Any
 
 from poisonlab.errors import InputError
 from poisonlab.evaluation.judges.base import JUDGES, Judge, JudgeOptions
+from poisonlab.progress import progress_bar
 
 SYSTEM_PROMPT = "You are a helpful assistant."  # the system message of 2406.12091's script
 
@@ -379,9 +380,8 @@ class LLMJudge(Judge):
 
                 jobs = pool.map(one, list(todo))
                 if progress:
-                    from tqdm import tqdm
-
-                    jobs = tqdm(jobs, total=len(todo), desc=f"judging ({self.options.judge_model})", unit="reply")
+                    desc = f"judging ({self.options.judge_model})"
+                    jobs = progress_bar(jobs, total=len(todo), desc=desc, unit="reply")
                 try:
                     found.update(jobs)
                 except BaseException:
