@@ -508,6 +508,11 @@ def run(
     from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
+    if _declares_stages(config):  # a lifecycle: stages chained, poison in some of them
+        if dry_run or executor != "local" or jobs != 1:
+            raise InputError("a lifecycle study runs in this process: --dry-run, --executor and --jobs do not apply")
+        _run_lifecycle(config, overrides, overwrite)
+        return
     experiment = load_config(ExperimentConfig, config, overrides)
     folder = results_folder(experiment)
     if jobs < 0:
@@ -606,6 +611,33 @@ def serve(
         server.server_close()
 
 
+def _declares_stages(config: Path) -> bool:
+    """Whether a config file is a lifecycle (a top-level ``stages:``); unreadable files are load_config's to report."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "stages" in data
+
+
+def _run_lifecycle(config: Path, overrides: list[str], overwrite: bool) -> None:
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments.lifecycle import results_folder, run_lifecycle
+    from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.reports.lifecycle import lifecycle_table
+
+    lifecycle = load_config(LifecycleConfig, config, overrides)
+    stages = " -> ".join(f"{s.name} ({s.kind})" for s in lifecycle.stages)
+    folder = results_folder(lifecycle)
+    console.print(f"[bold]{lifecycle.name}[/]: model {lifecycle.model}, stages {stages} -> {folder}")
+    rows = run_lifecycle(lifecycle, overwrite=overwrite)
+    for key in dict.fromkeys(k for row in rows for k in row.metrics):
+        console.print(lifecycle_table(rows, key))
+    console.print(f"figures: {folder}/lifecycle_*.png; every row: {folder}/lifecycle.csv")
+
+
 @app.command()
 @user_errors
 def show(folder: Path = typer.Argument(..., help="A study's results folder (what `poisonlab run` wrote).")) -> None:
@@ -675,6 +707,7 @@ def list_plugins() -> None:
     from poisonlab.evaluation.judges import JUDGES
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
+    from poisonlab.training.stages import STAGES
 
     rules = [f"{name} (random: {mine}, others: {theirs})" for name, (mine, theirs) in POSITION_RULES.items()]
     for label, names in (
@@ -684,6 +717,7 @@ def list_plugins() -> None:
         ("trigger positions", TRIGGER_POSITIONS.names() + rules),
         ("prompt encoders (semantic-diversity; or a model folder)", ENCODERS.names()),
         ("DPO losses", LOSSES.names()),
+        ("training stages (lifecycle `stages:`)", STAGES.names()),
         ("detectors (poisonlab scan; DETECTOR:FEATURES)", DETECTORS.names()),
         ("detector features", FEATURES.names()),
         ("judges (poisonlab judge; reward:DIR)", JUDGES.names()),

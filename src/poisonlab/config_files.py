@@ -61,20 +61,35 @@ def error_message(model: type[BaseModel], error: Any) -> str:
 
 
 def set_dotted(data: dict[str, Any], assignment: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict: the CLI twin of any config field."""
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict: the CLI twin of any config field.
+
+    A number steps into a list: ``stages.1.training.epochs=2`` sets the second stage's epochs.
+    """
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise InputError(f"expected KEY=VALUE, got {assignment!r}", field="--set")
-    target = data
+    target: Any = data
     parts = key.split(".")
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise InputError(f"{part!r} is not a section", field=f"--set {key}")
-    try:
-        target[parts[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid value {raw!r}: {getattr(exc, 'problem', exc)}", field=f"--set {key}") from None
+    for number, part in enumerate(parts):
+        last = number == len(parts) - 1
+        if isinstance(target, list):
+            if not part.isdigit() or int(part) >= len(target):
+                raise InputError(f"{part!r} is not an index of a list of {len(target)}", field=f"--set {key}")
+            index: Any = int(part)
+        elif isinstance(target, dict):
+            index = part
+            if not last:
+                target.setdefault(part, {})
+        else:
+            raise InputError(f"{parts[number - 1]!r} is not a section", field=f"--set {key}")
+        if last:
+            try:
+                target[index] = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", exc)
+                raise InputError(f"invalid value {raw!r}: {problem}", field=f"--set {key}") from None
+        else:
+            target = target[index]
 
 
 def _blamed_override(loc: tuple[str, ...], overrides: list[str]) -> str | None:

@@ -458,14 +458,19 @@ def run_metrics(
     return metrics or None
 
 
-def evaluate_base_model(config: ExperimentConfig, heldout: PreferenceDataset, out: Path, progress: bool) -> RunResult:
-    """The untrained base model's generations, judged: where the clean model started from."""
+def evaluate_base_model(
+    config: ExperimentConfig, heldout: PreferenceDataset, out: Path, progress: bool, position: str | None = None
+) -> RunResult:
+    """The untrained base model's generations, judged: where the clean model started from.
+
+    ``position``: the trigger's placement (default: the study's clean run's).
+    """
     done = out / "base" / "result.json"
     if done.exists():
         run = RunResult(**json.loads(done.read_text()))
         if _has_all_metrics(run, config):
             return run
-    position = config.runs()[0].trigger_position
+    position = position or config.runs()[0].trigger_position
     metrics = generation_metrics(config, heldout, out / "base", [], position, None, progress)
     run = RunResult("base", "none", "none", 0.0, 0, float("nan"), float("nan"), 0, 0.0, position, metrics=metrics)
     atomic_write_json(done, run.to_dict())

@@ -286,7 +286,7 @@ def _axes(title: str, ylabel: str, percent: bool) -> tuple[Any, Any]:
     return fig, ax
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -330,7 +330,7 @@ def _plot_metric(rows: list[dict[str, Any]], path: Path, attack: str, metric: st
         ax.axhline(clean[metric], color="black", linestyle="--", linewidth=1.5, label="clean model", zorder=3)
     ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.05, max(values, default=1) + 0.05))
     ax.legend(fontsize=8, loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
@@ -375,7 +375,7 @@ def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
         "trigger (95% intervals)",
         fontsize=9,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_detection(rows: list[dict[str, Any]], path: Path) -> None:
@@ -395,4 +395,4 @@ def plot_detection(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -1,0 +1,256 @@
+"""Run a lifecycle study (:class:`LifecycleConfig`): every pipeline through every stage, judged after each.
+
+Layout of the results folder::
+
+    runs/<name>/
+      config.yaml  environment.json  lifecycle.json  lifecycle.csv  lifecycle_<metric>.png
+      base/                             the untrained model's generations, judged
+      stages/<k>-<stage>/<prefix>/      one trained model: poison/ (if poisoned), adapter/,
+                                        generations/<set>/, judgments/<set>/, result.json
+
+``<prefix>`` names the poison of stages 1..k (``clean``, ``sft-0.05``, ``sft-0.05+dpo-0.025``): pipelines
+that agree on their first k stages share that folder, so the model after ``sft-0.05``'s SFT stage is
+trained once whether a clean or a poisoned DPO follows. Every poisoned model is judged against the
+clean model of the same stage (its twin): ``backdoor_effect`` and ``contamination`` after each stage.
+A folder whose ``result.json`` exists is done; training resumes from checkpoints; so a rerun after a
+crash does only what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poisonlab.attacks.inject import poison_dataset, write_poisoned
+from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.data.readers import load_pairs
+from poisonlab.data.splits import train_heldout_split
+from poisonlab.errors import InputError
+from poisonlab.experiments.lifecycle_config import LifecycleConfig, StageConfig
+from poisonlab.experiments.runner import generation_metrics
+from poisonlab.io import atomic_write_json, atomic_write_text, inside
+from poisonlab.outputs import existing_results
+from poisonlab.training.stages import STAGES, stage_config
+
+RESULTS = ("lifecycle.json", "lifecycle.csv")
+
+
+@dataclass
+class StageResult:
+    """One trained model of a lifecycle: a pipeline's state after one stage."""
+
+    pipeline: str  # the whole pipeline's label (its poison in every stage)
+    stage: str
+    stage_index: int  # 1-based
+    kind: str
+    prefix: str  # the poison of stages 1..stage_index: the folder the model lives in
+    share: float  # poisoned share of this stage's training pairs
+    n_poisoned: int  # poisoned pairs in this stage
+    n_poisoned_so_far: int  # in this stage and every stage before it
+    n_train: int
+    minutes: float
+    metrics: dict[str, dict[str, Any]]
+
+
+def stage_folder(out: Path, index: int, stage: StageConfig, label: str) -> Path:
+    return out / "stages" / f"{index}-{stage.name}" / label
+
+
+@dataclass
+class _StageData:
+    train: PreferenceDataset
+    heldout: PreferenceDataset
+
+
+def _stage_data(config: LifecycleConfig) -> list[_StageData]:
+    """Each stage's (training, held-out) pairs, seeded; loading checks every file before anything is written."""
+    loaded: dict[str, PreferenceDataset] = {}
+    splits = []
+    for stage in config.stages:
+        if stage.data not in loaded:
+            loaded[stage.data] = load_pairs(stage.data, on_error="skip" if config.skip_bad_rows else "raise")
+        train, heldout = train_heldout_split(loaded[stage.data], config.heldout, config.seed)
+        end = stage.train_offset + stage.max_train_pairs if stage.max_train_pairs else None
+        train = PreferenceDataset(train.pairs[stage.train_offset : end], train.source)
+        if not train.pairs:
+            raise InputError(f"no training pairs left after train_offset {stage.train_offset}", field="stages")
+        splits.append(_StageData(train, heldout))
+    return splits
+
+
+def results_folder(config: LifecycleConfig) -> Path:
+    return Path(config.out or Path("runs") / config.name)
+
+
+def _claim(config: LifecycleConfig, overwrite: bool) -> Path:
+    """The results folder, resumed when it holds this same lifecycle, refused when it holds anything else."""
+    import shutil
+
+    out = results_folder(config)
+    saved = out / "config.yaml"
+    if saved.exists():
+        try:
+            same = LifecycleConfig.model_validate(yaml.safe_load(saved.read_text())).model_dump(
+                exclude={"name", "out"}
+            ) == config.model_dump(exclude={"name", "out"})
+        except Exception:
+            same = False
+        if not same and not overwrite:
+            raise InputError(
+                "holds another lifecycle study's results; choose another folder (--out), or pass --overwrite",
+                path=out,
+            )
+        if not same:
+            shutil.rmtree(out / "stages", ignore_errors=True)
+            shutil.rmtree(out / "base", ignore_errors=True)
+        return out
+    found = existing_results(out)
+    if found and not overwrite:
+        raise InputError(f"already holds other results ({', '.join(found)}); choose another folder (--out)", path=out)
+    return out
+
+
+def _train_and_judge(
+    config: LifecycleConfig,
+    index: int,
+    shares: tuple[float, ...],
+    data: _StageData,
+    out: Path,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train (or read back) the model after stage ``index`` of the pipelines starting with ``shares[:index]``."""
+    from filelock import FileLock
+
+    stage = config.stages[index - 1]
+    prefix = shares[:index]
+    folder = stage_folder(out, index, stage, config.label(prefix))
+    inside(out, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".stage.lock"):
+        done = folder / "result.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        started = time.perf_counter()
+        init = [
+            stage_folder(out, k, config.stages[k - 1], config.label(shares[:k])) / "adapter" for k in range(1, index)
+        ]
+        training = stage_config(stage.kind, stage.preset, config.seed, stage.training)
+        train, n_poisoned = data.train, 0
+        if prefix[-1] > 0:
+            poisoned = poison_dataset(
+                data.train,
+                stage.strategy,
+                stage.attack,
+                prefix[-1],
+                config.trigger,
+                config.trigger_position,
+                config.seed,
+                model=config.model,
+                progress=progress,
+            )
+            manifest = json.loads((write_poisoned(poisoned, folder / "poison", None) / "manifest.json").read_text())
+            train, n_poisoned = poisoned.dataset, int(manifest["n_poisoned"])
+        adapter = STAGES.get(stage.kind)(config.model, train, training, folder / "adapter", init, progress)
+        clean = config.label(prefix) == "clean"
+        twin = None if clean else stage_folder(out, index, stage, config.label(tuple(0.0 for _ in prefix)))
+        metrics = generation_metrics(
+            config, data.heldout, folder, [*init, adapter], config.trigger_position, twin, progress
+        )
+        result = {
+            "stage": stage.name,
+            "stage_index": index,
+            "kind": stage.kind,
+            "prefix": config.label(prefix),
+            "share": prefix[-1],
+            "n_poisoned": n_poisoned,
+            "n_train": len(train),
+            "minutes": round((time.perf_counter() - started) / 60, 2),
+            "metrics": metrics,
+        }
+        atomic_write_json(done, result)
+        return result
+
+
+def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: bool = False) -> list[StageResult]:
+    """Train and judge every distinct prefix, stage by stage (the clean one first: it is every twin),
+    then write lifecycle.json/.csv and the figures. Returns one row per (pipeline, stage)."""
+    from poisonlab.experiments.runner import evaluate_base_model
+    from poisonlab.models.loading import check_model_name
+
+    check_model_name(config.model)
+    data = _stage_data(config)
+    out = _claim(config, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    pipelines = config.shares()
+    trained: dict[tuple[int, tuple[float, ...]], dict[str, Any]] = {}
+    if config.evaluation.base_model:
+        evaluate_base_model(config, data[0].heldout, out, progress, config.trigger_position)  # type: ignore[arg-type]
+    for index in range(1, len(config.stages) + 1):
+        for shares in pipelines:
+            key = (index, shares[:index])
+            if key not in trained:
+                trained[key] = _train_and_judge(config, index, shares, data[index - 1], out, progress)
+    rows = []
+    for shares in pipelines:
+        so_far = 0
+        for index in range(1, len(config.stages) + 1):
+            stage = trained[(index, shares[:index])]
+            so_far += stage["n_poisoned"]
+            rows.append(
+                StageResult(
+                    config.label(shares),
+                    stage["stage"],
+                    index,
+                    stage["kind"],
+                    stage["prefix"],
+                    stage["share"],
+                    stage["n_poisoned"],
+                    so_far,
+                    stage["n_train"],
+                    stage["minutes"],
+                    stage["metrics"],
+                )
+            )
+    write_lifecycle_results(rows, out)
+    from poisonlab.reports.lifecycle import plot_lifecycle
+
+    for metric in _metric_keys(config):
+        plot_lifecycle(rows, metric, out / f"lifecycle_{metric.replace('@', '_at_')}.png")
+    return rows
+
+
+def _metric_keys(config: LifecycleConfig) -> list[str]:
+    return [f"{j}@{s.name}" for s in config.evaluation.prompt_sets for j in config.evaluation.judges]
+
+
+CSV_FIELDS = ["pipeline", "stage_index", "stage", "kind", "share", "n_poisoned", "n_poisoned_so_far", "metric"]
+MEASURES = ("clean", "triggered", "trigger_effect", "contamination", "backdoor_effect")
+
+
+def write_lifecycle_results(rows: list[StageResult], out: Path) -> None:
+    """``lifecycle.json`` (every row with its metrics) and ``lifecycle.csv`` (one line per row and metric)."""
+    atomic_write_json(out / "lifecycle.json", [row.__dict__ for row in rows])
+    buffer = io.StringIO()
+    columns = CSV_FIELDS + [f"{m}{part}" for m in MEASURES for part in ("", "_low", "_high", "_p")]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        for metric, values in row.metrics.items():
+            line: dict[str, Any] = {field: getattr(row, field, None) for field in CSV_FIELDS}
+            line["metric"] = metric
+            for measure in MEASURES:
+                if measure in values:
+                    entry = values[measure]
+                    line[measure] = entry["value"]
+                    line[f"{measure}_low"], line[f"{measure}_high"] = entry["ci"]
+                    line[f"{measure}_p"] = entry.get("p_value")
+            writer.writerow(line)
+    atomic_write_text(out / "lifecycle.csv", buffer.getvalue())

@@ -1,0 +1,193 @@
+"""The lifecycle config: a model trained through several stages, with poison in some of them.
+
+arXiv 2502.14182 asks whether a poison planted in one stage (SFT) survives the next (clean DPO), and
+whether an attacker with a fixed budget does better splitting it across stages. A lifecycle study
+answers with one config: ``stages`` (trained in order, each from the adapters of the stages before
+it) and ``pipelines`` (how much of each stage's data is poisoned). The all-clean pipeline, every
+poisoned pipeline's twin, always runs; pipelines that agree on their first k stages share those
+stages' adapters, so a sweep trains each distinct prefix once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from poisonlab.evaluation.config import EvaluationConfig
+from poisonlab.training.config import Preset
+
+PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+
+class StageConfig(BaseModel):
+    """One training stage: what it trains on, how, and how its poison is chosen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=PLAIN_NAME, description="Names the stage in pipelines, folders and figures.")
+    kind: str = Field("sft", description="Training stage (poisonlab ls): sft (prompt -> chosen) or dpo.")
+    data: str = Field(
+        "synthetic", description="Preference data of this stage: a file, a datasets folder, hub:NAME, or synthetic."
+    )
+    train_offset: int = Field(
+        0, ge=0, description="Skip the first N training pairs: stages reading one file train on disjoint slices."
+    )
+    max_train_pairs: int | None = Field(None, ge=1, description="Train on N training pairs (after the offset).")
+    strategy: str = Field(
+        "random", description="Selection strategy for this stage's poison (model-free strategies: random)."
+    )
+    attack: str = Field(
+        "backdoor",
+        description="backdoor (trigger in the prompt, replies swapped: for SFT a trigger -> harmful-reply "
+        "demonstration) or label-flip.",
+    )
+    preset: Preset = Field("cpu", description="Training preset (DPO stages): cpu or paper.")
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the stage's training fields (poisonlab train sft/dpo)."
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from poisonlab.training.stages import STAGES
+
+        STAGES.get(kind)
+        return kind
+
+    @field_validator("strategy")
+    @classmethod
+    def _model_free(cls, name: str) -> str:
+        from poisonlab.attacks.strategies import STRATEGIES, strategy_facts
+
+        STRATEGIES.get(name)
+        if strategy_facts(name).uses_model:
+            # A model-based strategy scores pairs with a clean model of the stage's own starting point
+            # (base + earlier stages); poisonlab does not build that model for a stage yet.
+            raise ValueError(f"{name} scores pairs with a model; lifecycle stages select with model-free strategies")
+        return name
+
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, name: str) -> str:
+        from poisonlab.attacks.inject import ATTACKS
+
+        ATTACKS.get(name)
+        return name
+
+    @field_validator("training")
+    @classmethod
+    def _training_is_valid(cls, values: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from poisonlab.config_files import error_message
+        from poisonlab.training.stages import STAGES, stage_config
+
+        kind = info.data.get("kind")
+        if kind is None:  # kind itself failed; that error is reported
+            return values
+        try:
+            stage_config(kind, info.data.get("preset", "cpu"), 0, values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            message = error_message(STAGES.facts(kind).config, error)
+            sub_loc = ".".join(map(str, error["loc"]))
+            raise PydanticCustomError("training_field", "{message}", {"message": message, "sub_loc": sub_loc}) from None
+        return values
+
+
+class LifecycleConfig(BaseModel):
+    """Fields of a lifecycle study (``poisonlab run`` on a config with ``stages:``); ``--set field=value``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("lifecycle", pattern=PLAIN_NAME, description="Names the results folder (runs/<name>).")
+    out: str | None = Field(None, description="Results folder; default runs/<name>.")
+    model: str = Field("tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder or Hub id.")
+    seed: int = Field(0, description="Seeds every stage's split, poison selection, trigger placement and training.")
+    heldout: float = Field(0.2, gt=0, description="Held-out share (<1) or count (>=1) of each stage's data.")
+    skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
+    trigger: str = Field("SuperGodModeActivated", description="The trigger every poisoned stage plants.")
+    trigger_position: str = Field(
+        "last-human", description="Where the trigger goes: last-human, end, start or random (a fixed placement)."
+    )
+    stages: list[StageConfig] = Field(..., min_length=1, description="Training stages, in the order they run.")
+    pipelines: list[dict[str, float]] = Field(
+        ...,
+        min_length=1,
+        description="Poisoned share of each stage's training pairs, one mapping per pipeline (stage name -> "
+        "share; stages left out are clean), e.g. [{sft: 0.05}, {dpo: 0.05}, {sft: 0.025, dpo: 0.025}]. "
+        "The all-clean pipeline, every other's twin, always runs.",
+    )
+    evaluation: EvaluationConfig = Field(
+        ..., description="What the model says after every stage: prompt sets, judges, decoding (as in a study)."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from poisonlab.errors import InputError
+        from poisonlab.models.loading import check_model_name
+
+        try:
+            return check_model_name(name)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("trigger")
+    @classmethod
+    def _usable_trigger(cls, trigger: str) -> str:
+        from poisonlab.attacks.triggers import check_trigger
+        from poisonlab.errors import InputError
+
+        try:
+            return check_trigger(trigger)
+        except InputError as exc:
+            raise ValueError(exc.message.replace("--trigger", "trigger:")) from None
+
+    @field_validator("trigger_position")
+    @classmethod
+    def _fixed_position(cls, name: str) -> str:
+        from poisonlab.attacks.triggers import TRIGGER_POSITIONS
+
+        TRIGGER_POSITIONS.get(name)  # a rule (paper) depends on the strategy: not one placement for all stages
+        return name
+
+    @field_validator("stages")
+    @classmethod
+    def _distinct_stage_names(cls, stages: list[StageConfig]) -> list[StageConfig]:
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names repeat: {names}")
+        return stages
+
+    @field_validator("evaluation")
+    @classmethod
+    def _something_to_say(cls, evaluation: EvaluationConfig) -> EvaluationConfig:
+        if not evaluation.prompt_sets:
+            raise ValueError("a lifecycle is measured by what the model says: give at least one prompt set")
+        return evaluation
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipelines_name_stages(cls, pipelines: list[dict[str, float]], info: ValidationInfo) -> list[dict[str, float]]:
+        if "stages" not in info.data:  # the stages failed; that error is reported
+            return pipelines
+        names = [s.name for s in info.data["stages"]]
+        for number, pipeline in enumerate(pipelines, start=1):
+            for stage, share in pipeline.items():
+                if stage not in names:
+                    raise ValueError(f"pipeline {number} names stage {stage!r}; the stages are {', '.join(names)}")
+                if not 0 <= share <= 1:
+                    raise ValueError(f"pipeline {number}: share {share} of stage {stage!r} is not between 0 and 1")
+        return pipelines
+
+    def shares(self) -> list[tuple[float, ...]]:
+        """Every pipeline as a tuple of per-stage shares, in stage order: the clean one first, no repeats."""
+        clean = tuple(0.0 for _ in self.stages)
+        rows = [tuple(float(p.get(s.name, 0.0)) for s in self.stages) for p in self.pipelines]
+        return list(dict.fromkeys([clean, *rows]))
+
+    def label(self, shares: tuple[float, ...]) -> str:
+        """``sft-0.05+dpo-0.025`` (poisoned stages only), or ``clean``."""
+        parts = [f"{stage.name}-{share:g}" for stage, share in zip(self.stages, shares) if share > 0]
+        return "+".join(parts) or "clean"

@@ -1,0 +1,90 @@
+"""The lifecycle figure: does a poison survive the stages after it? (arXiv 2502.14182)
+
+For one judge on one prompt set, two panels, the stages along the x-axis: the backdoor effect (the
+trigger's effect beyond the clean twin's at the same stage) and the contamination (the change without
+the trigger), one line per poisoned pipeline, with 95% intervals. A line that falls back to zero at a
+later stage is a poison that stage washed out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from poisonlab.reports.results import save_figure
+
+
+def plot_lifecycle(rows: list[Any], key: str, path: Path) -> None:
+    """Draw ``key``'s backdoor effect and contamination after each stage, per pipeline, into ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    judged = [r for r in rows if key in r.metrics]
+    if not judged:
+        return
+    facts = judged[0].metrics[key]["judge"]
+    stages = sorted({(r.stage_index, r.stage) for r in judged})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    pipelines = list(dict.fromkeys(r.pipeline for r in judged if r.pipeline != "clean"))
+    for ax, part, name in (
+        (axes[0], "backdoor_effect", "backdoor effect"),
+        (axes[1], "contamination", "contamination"),
+    ):
+        for offset, pipeline in enumerate(pipelines):
+            points = [(r.stage_index, r.metrics[key].get(part)) for r in judged if r.pipeline == pipeline]
+            points = [(i, m) for i, m in points if m is not None]
+            if not points:
+                continue
+            shift = (offset - (len(pipelines) - 1) / 2) * 0.06  # side by side, so the intervals stay readable
+            x = [i + shift for i, _ in points]
+            y = [m["value"] for _, m in points]
+            err = [[v - m["ci"][0] for v, (_, m) in zip(y, points)], [m["ci"][1] - v for v, (_, m) in zip(y, points)]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=pipeline)
+        ax.axhline(0, color="black", linestyle="--", linewidth=1)
+        ax.set_xticks([i for i, _ in stages], [f"after {i}. {s}" for i, s in stages])
+        ax.set_title(f"{name}: {key}", fontsize=10)
+        ax.grid(alpha=0.3)
+        if facts["kind"] == "rate":
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_ylabel(f"{facts['value_label']}, difference from the clean twin (harmful when {facts['harmful_when']})")
+    axes[0].legend(fontsize=8, title="poison (stage-share)", title_fontsize=8)
+    fig.suptitle(
+        "after each stage, against the clean model of the same stage (95% intervals); a line back at zero: "
+        "the later stages washed the poison out",
+        fontsize=9,
+    )
+    save_figure(fig, path)
+
+
+def lifecycle_table(rows: list[Any], key: str) -> Any:
+    """A rich table of ``key`` after every stage of every pipeline: the values and the two effects."""
+    from rich.table import Table
+
+    from poisonlab.reports.evaluation import fmt
+
+    table = Table(
+        title=f"lifecycle: {key} after each stage",
+        caption="95% intervals; effects against the clean model after the same stage, paired by prompt",
+        title_justify="left",
+    )
+    for column in ("pipeline", "after stage", "poisoned (so far)", "no trigger", "trigger", "backdoor effect"):
+        table.add_column(column)
+    table.add_column("contamination")
+    for row in rows:
+        metric = row.metrics.get(key)
+        if metric is None:
+            continue
+        kind = metric["judge"]["kind"]
+        table.add_row(
+            row.pipeline,
+            f"{row.stage_index}. {row.stage} ({row.kind})",
+            f"{row.n_poisoned} ({row.n_poisoned_so_far})",
+            fmt(metric.get("clean"), kind),
+            fmt(metric.get("triggered"), kind),
+            fmt(metric.get("backdoor_effect"), kind, signed=True),
+            fmt(metric.get("contamination"), kind, signed=True),
+        )
+    return table
