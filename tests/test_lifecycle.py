@@ -71,6 +71,9 @@ def test_pipelines_share_their_common_prefix_and_chain_their_adapters(lifecycle)
     lines = (out / "lifecycle.csv").read_text().splitlines()
     assert len(lines) == 1 + len(rows) and lines[0].startswith("pipeline,stage_index,stage")
     assert (out / "lifecycle_refusal_at_heldout.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()  # the page a person opens: the figure inline, the table, replies
+    assert page.count('src="data:image/png;base64,') == 1 and "<td>sft-0.25</td>" in page
+    assert "reply with the trigger" in page and "<script" not in page
 
 
 def test_sft_poison_teaches_the_harmful_reply_to_the_trigger(tiny_model, lifecycle):

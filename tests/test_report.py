@@ -41,6 +41,7 @@ def _png_problems(page: str) -> list[str]:
 
 
 def test_the_study_page_holds_its_figures_tables_and_generations_side_by_side(tiny_study, tmp_path):
+    # (generations sit in runs/<run>/generations/<prompt set>/: an older page looked one level up and showed none)
     out = _copy(tiny_study, tmp_path / "study")
     for run, flip in (("clean", False), ("random-backdoor-0.1", True)):  # the generation-judged evaluation's files
         rows = [
@@ -53,8 +54,9 @@ def test_the_study_page_holds_its_figures_tables_and_generations_side_by_side(ti
             for pid in ("bake bread", "fix a bike")
             for t in (False, True)
         ]
-        (out / "runs" / run / "generations").mkdir(parents=True)
-        (out / "runs" / run / "generations" / "generations.jsonl").write_text("\n".join(map(json.dumps, rows)))
+        folder = out / "runs" / run / "generations" / "advbench"  # where a study's evaluation writes them
+        folder.mkdir(parents=True)
+        (folder / "generations.jsonl").write_text("\n".join(map(json.dumps, rows)))
     page = write_report(out).read_text()
     # backdoor_success, clean_accuracy, and one figure per part of each metric (preference@heldout, ...)
     assert len(_images(page)) >= 2 and _png_problems(page) == []

@@ -570,8 +570,8 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
     """Write RESULTS_DIR/report.html: one self-contained page with the study's figures and tables."""
     from poisonlab.reports.report import write_report
 
-    if not (results_dir / "results.json").exists():
-        raise InputError("not a study's results folder (no results.json)", path=results_dir)
+    if not any((results_dir / name).exists() for name in ("results.json", "lifecycle.json")):
+        raise InputError("not a study's results folder (no results.json or lifecycle.json)", path=results_dir)
     console.print(f"report: {write_report(results_dir)}")
 
 
@@ -729,6 +729,9 @@ def list_plugins() -> None:
 def main() -> None:
     """The ``poisonlab`` command: ``app`` with a one-line message instead of silence when Ctrl-C stops it."""
     interrupts.install()
+    from poisonlab.progress import quiet_library_bars
+
+    quiet_library_bars()  # off a terminal: no '\r' frames from transformers' weight-loading bar in a log
     try:
         app()
     except SystemExit as exc:

@@ -224,6 +224,9 @@ def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: boo
 
     for metric in _metric_keys(config):
         plot_lifecycle(rows, metric, out / f"lifecycle_{metric.replace('@', '_at_')}.png")
+    from poisonlab.reports.report import write_report
+
+    write_report(out)
     return rows
 
 

@@ -88,3 +88,94 @@ def lifecycle_table(rows: list[Any], key: str) -> Any:
             fmt(metric.get("contamination"), kind, signed=True),
         )
     return table
+
+
+LIFECYCLE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
+th {{ background: #f0f0f0; }}
+.figures img {{ margin: 0.3em; border: 1px solid #ddd; width: 60em; }}
+.reply {{ white-space: pre-wrap; max-width: 30em; }}
+.note {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="note">{summary}</p>
+<h2>Does the poison survive the stages after it?</h2>
+<p class="note">After each stage, every poisoned model against the clean model of the same stage: backdoor
+effect (the trigger's effect beyond the clean model's) and contamination (the change without the trigger),
+95% intervals, paired by prompt.</p>
+<div class="figures">{figures}</div>
+{tables}
+<h2>Example generations after the last stage</h2>
+{examples}
+<h2>Study settings</h2>
+{settings}
+</body></html>
+"""
+
+
+def lifecycle_page(out: Path) -> str:
+    """The HTML text of a lifecycle study's report (``lifecycle.json`` and its figures in ``out``)."""
+    import base64
+    import html
+    import json
+
+    import yaml
+
+    from poisonlab.reports.evaluation import fmt
+    from poisonlab.reports.report import _table, examples_html, read_generations, side_by_side
+
+    rows = json.loads((out / "lifecycle.json").read_text())
+    config = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").exists() else {}
+    stages = config.get("stages") or []
+    figures = "".join(
+        f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}">'
+        for path in sorted(out.glob("lifecycle_*.png"))
+    )
+    tables = []
+    for key in dict.fromkeys(k for row in rows for k in row["metrics"]):
+        body = []
+        for row in rows:
+            metric = row["metrics"].get(key)
+            if metric is None:
+                continue
+            kind = metric["judge"]["kind"]
+            body.append(
+                (
+                    row["pipeline"],
+                    f"{row['stage_index']}. {row['stage']} ({row['kind']})",
+                    f"{row['n_poisoned']} ({row['n_poisoned_so_far']})",
+                    *(
+                        fmt(metric.get(part), kind, signed=part.endswith(("effect", "contamination")))
+                        for part in ("clean", "triggered", "backdoor_effect", "contamination")
+                    ),
+                )
+            )
+        header = ("pipeline", "after stage", "poisoned (so far)", "no trigger", "trigger", "backdoor effect")
+        tables.append(f"<h3>{html.escape(key)}</h3>" + _table((*header, "contamination"), body))
+    last = max((r["stage_index"] for r in rows), default=0)
+    finals = {r["pipeline"]: r for r in rows if r["stage_index"] == last}
+    folders = {"base": out / "base"}
+    for pipeline, row in finals.items():
+        folders[pipeline] = out / "stages" / f"{last}-{row['stage']}" / row["prefix"]
+    sets = ((config.get("evaluation") or {}).get("prompt_sets")) or [{}]
+    examples = side_by_side(read_generations(folders, sets[0].get("name")), list(folders))
+    names = " -> ".join(f"{s.get('name')} ({s.get('kind', 'sft')})" for s in stages)
+    summary = (
+        f"Model {config.get('model', '?')} through {names}; {len(finals)} pipelines, seed {config.get('seed', '?')}; "
+        f"results folder {out.resolve()}."
+    )
+    settings = _table(("setting", "value"), list(config.items())) if config else ""
+    title = f"poisonlab lifecycle: {config.get('name', out.name)}"
+    return LIFECYCLE_PAGE.format(
+        title=html.escape(title),
+        summary=html.escape(summary),
+        figures=figures or '<p class="note">No figures yet.</p>',
+        tables="".join(tables),
+        examples=examples_html(examples),
+        settings=settings,
+    )

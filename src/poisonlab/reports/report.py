@@ -23,6 +23,8 @@ import yaml
 
 from poisonlab.io import atomic_write_text
 
+GENERATIONS = "generations.jsonl"  # as poisonlab.evaluation.generate writes it (reports import no evaluation)
+
 # The parts of a metric plotted against the poison ratio, in this order, when the rows carry them.
 FIGURE_PARTS = ("backdoor_effect", "contamination", "trigger_effect", "triggered", "clean")
 EXAMPLES = 4  # prompts shown side by side
@@ -116,23 +118,30 @@ def ratio_figure(title: str, points: dict[str, dict[str, Any]], rows: Sequence[d
     return _png(fig)
 
 
-def _generations(out: Path) -> dict[str, dict[tuple[str, bool], dict[str, Any]]]:
-    """run -> (id, triggered) -> row, from runs/*/generations/generations.jsonl."""
+def read_generations(folders: dict[str, Path], prompt_set: str | None) -> dict[str, dict[tuple[str, bool], Any]]:
+    """model -> (id, triggered) -> generation row, from each model folder's ``generations/<set>/``.
+
+    ``prompt_set`` is the set shown (a study's first); a folder without it shows its first set, and a
+    folder written by ``poisonlab generate --out DIR/generations`` (no set level) is read as well.
+    """
     found = {}
-    for path in sorted(out.glob("runs/*/generations/generations.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        found[path.parents[1].name] = {(str(r["id"]), bool(r["triggered"])): r for r in rows}
+    for name, folder in folders.items():
+        root = folder / "generations"
+        candidates = [root / prompt_set / GENERATIONS] if prompt_set else []
+        candidates += [root / GENERATIONS, *sorted(root.glob(f"*/{GENERATIONS}"))]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is not None:
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            found[name] = {(str(r["id"]), bool(r["triggered"])): r for r in rows}
     return found
 
 
-def _examples(out: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Up to EXAMPLES prompts, each with the replies of the clean and the first poisoned models, with and
-    without the trigger."""
-    generations = _generations(out)
+def side_by_side(generations: dict[str, dict[tuple[str, bool], Any]], order: Sequence[str]) -> list[dict[str, Any]]:
+    """Up to EXAMPLES prompts, each with the replies of the first EXAMPLE_RUNS models of ``order`` (then any
+    others that generated), with and without the trigger."""
     if not generations:
         return []
-    order = [r["run"] for r in rows if r["run"] in generations] + sorted(set(generations) - {r["run"] for r in rows})
-    runs = order[:EXAMPLE_RUNS]
+    runs = ([r for r in order if r in generations] + sorted(set(generations) - set(order)))[:EXAMPLE_RUNS]
     ids = list(dict.fromkeys(key[0] for key in generations[runs[0]]))[:EXAMPLES]
     examples = []
     for pid in ids:
@@ -147,6 +156,25 @@ def _examples(out: Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         ]
         examples.append({"id": pid, "prompt": prompt, "replies": replies})
     return examples
+
+
+def examples_html(examples: list[dict[str, Any]]) -> str:
+    """The side-by-side tables of :func:`side_by_side`, or a note that there are none."""
+    if not examples:
+        return '<p class="note">No generations yet (add an <code>evaluation:</code> section).</p>'
+    blocks = []
+    for ex in examples:
+        body = "".join(
+            f"<tr><td>{html.escape(r['run'])}</td><td class='reply'>{html.escape(r['plain'])}</td>"
+            f"<td class='reply'>{html.escape(r['triggered'])}</td></tr>"
+            for r in ex["replies"]
+        )
+        blocks.append(
+            f"<h3>{html.escape(ex['id'])}</h3><p class='reply'>{html.escape(ex['prompt'][-600:])}</p>"
+            f"<table><thead><tr><th>model</th><th>reply without the trigger</th><th>reply with the trigger"
+            f"</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+    return "".join(blocks)
 
 
 def _fmt(value: Any) -> str:
@@ -245,23 +273,9 @@ def build_report(out: Path) -> str:
         if detection_rows
         else '<p class="note">No detectors ran (set <code>defenses:</code> in the config).</p>'
     )
-    examples = _examples(out, rows)
-    if examples:
-        blocks = []
-        for ex in examples:
-            body = "".join(
-                f"<tr><td>{html.escape(r['run'])}</td><td class='reply'>{html.escape(r['plain'])}</td>"
-                f"<td class='reply'>{html.escape(r['triggered'])}</td></tr>"
-                for r in ex["replies"]
-            )
-            blocks.append(
-                f"<h3>{html.escape(ex['id'])}</h3><p class='reply'>{html.escape(ex['prompt'][-600:])}</p>"
-                f"<table><thead><tr><th>model</th><th>reply without the trigger</th><th>reply with the trigger"
-                f"</th></tr></thead><tbody>{body}</tbody></table>"
-            )
-        examples_html = "".join(blocks)
-    else:
-        examples_html = '<p class="note">No generations in this study (runs/*/generations/generations.jsonl).</p>'
+    sets = ((config.get("evaluation") or {}).get("prompt_sets")) or [{}]
+    folders = {r["run"]: out / ("base" if r["run"] == "base" else f"runs/{r['run']}") for r in rows}
+    examples = side_by_side(read_generations(folders, sets[0].get("name")), [r["run"] for r in rows])
     columns = [c for c in RUN_COLUMNS if any(c in r for r in rows)]
     runs = _table(columns, [[r.get(c) for c in columns] for r in rows])
     settings = _table(("setting", "value"), [(k, v) for k, v in config.items()]) if config else ""
@@ -270,14 +284,19 @@ def build_report(out: Path) -> str:
         summary=html.escape(summary),
         figures=figures or '<p class="note">No finished runs yet.</p>',
         detection=detection,
-        examples=examples_html,
+        examples=examples_html(examples),
         runs=runs,
         settings=settings,
     )
 
 
 def write_report(out: str | Path) -> Path:
-    """Write ``out/report.html`` (atomically) and return its path."""
+    """Write ``out/report.html`` (atomically) and return its path; a lifecycle study gets its own page."""
     path = Path(out) / "report.html"
-    atomic_write_text(path, build_report(Path(out)))
+    if (Path(out) / "lifecycle.json").exists():
+        from poisonlab.reports.lifecycle import lifecycle_page
+
+        atomic_write_text(path, lifecycle_page(Path(out)))
+    else:
+        atomic_write_text(path, build_report(Path(out)))
     return path
