@@ -222,6 +222,14 @@ def poison(
     console.print(f"poisoned [bold]{m['n_poisoned']}[/] of {m['n_rows']} pairs ({strategy}, {attack}) -> {out}")
 
 
+InitOpt = typer.Option(
+    [],
+    "--init",
+    help="Adapter to start from (an SFT adapter), merged into --model before training; for DPO the model it "
+    "makes is also the reference. Repeatable, in order; the new adapter records the chain.",
+)
+
+
 @train_app.command("dpo")
 @user_errors
 @config_options(DPOTrainingConfig)
@@ -230,6 +238,7 @@ def train_dpo_command(
     out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
     model: str = ModelOpt,
     preset: str = typer.Option("cpu", help="cpu (default: shows effects in CPU-sized runs) or paper (exact)."),
+    init: list[Path] = InitOpt,
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
 ) -> None:
@@ -241,7 +250,7 @@ def train_dpo_command(
     config = DPOTrainingConfig.from_preset(preset, **(overrides or {}))  # type: ignore[arg-type]
     _refuse_overwriting_inputs([out], [data])
     dataset = _load(data, skip_bad_rows)
-    result = train_dpo(model, dataset, config, out)
+    result = train_dpo(model, dataset, config, out, init=init)
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
         f"adapter -> {result.adapter_dir}"
@@ -255,6 +264,7 @@ def train_sft_command(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
     model: str = ModelOpt,
+    init: list[Path] = InitOpt,
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
 ) -> None:
@@ -263,7 +273,7 @@ def train_sft_command(
 
     config = SFTTrainingConfig(**(overrides or {}))
     _refuse_overwriting_inputs([out], [data])
-    result = train_sft(model, _load(data, skip_bad_rows), config, out)
+    result = train_sft(model, _load(data, skip_bad_rows), config, out, init=init)
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f} per reply "
         f"token; adapter -> {result.adapter_dir}"
@@ -283,6 +293,7 @@ def train_reward_command(
     heldout_data: Optional[str] = typer.Option(  # noqa: UP045
         None, "--heldout-data", help="Measure accuracy on this preference file instead; all of --data trains."
     ),
+    init: list[Path] = InitOpt,
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
 ) -> None:
@@ -297,7 +308,7 @@ def train_reward_command(
     else:
         train, held = train_heldout_split(dataset, heldout, config.seed)
         source = f"{len(held)} pairs of {data} held out (seed {config.seed})"
-    result = train_reward(model, train, held, config, out, heldout_source=source)
+    result = train_reward(model, train, held, config, out, heldout_source=source, init=init)
     low, high = result.heldout_ci
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; held-out pairwise accuracy "

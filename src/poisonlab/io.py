@@ -6,6 +6,7 @@ written to a temporary file in the same folder and renamed into place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,17 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file_memo(path: str | Path) -> str:
+    """:func:`sha256_file`, memoised per (path, size, mtime) in this process: model weights are hashed once."""
+    stat = os.stat(path)
+    return _sha256_memo(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _sha256_memo(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def sha256_path(path: str | Path) -> str:

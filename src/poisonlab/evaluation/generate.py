@@ -136,7 +136,7 @@ def generate(
     import torch
 
     from poisonlab.hardware import torch_threads
-    from poisonlab.models.adapters import load_with_adapters
+    from poisonlab.models.adapters import full_chain, load_with_adapters
     from poisonlab.models.encoding import encode_prompt
     from poisonlab.models.loading import load_tokenizer
 
@@ -144,6 +144,7 @@ def generate(
     out = Path(out)
     if trigger is not None and not trigger.strip():
         raise InputError("the trigger is empty: give a string or leave the flag out", field="--trigger")
+    adapters = full_chain(adapters)  # [dpo] and [sft, dpo] are the same model: the same settings
     settings = generation_settings(model, adapters, prompts, trigger, position, config)
     final = out / GENERATIONS
     if final.exists() and (out / SETTINGS).exists() and json.loads((out / SETTINGS).read_text()) == settings:

@@ -109,13 +109,16 @@ def evaluate_preferences(
     progress: bool = True,
 ) -> PreferenceMetrics:
     """Clean preference accuracy and backdoor success of a model (+ optional LoRA adapter)."""
+    from poisonlab.models.adapters import chain_identity, load_with_adapters, recorded_init
     from poisonlab.models.encoding import encode_pairs
-    from poisonlab.models.loading import load_model, load_tokenizer, model_identity
+    from poisonlab.models.loading import load_tokenizer
     from poisonlab.scoring.dpo_score import implicit_rewards, pair_logprobs
     from poisonlab.scoring.reference_cache import reference_logprobs
 
     tokenizer = load_tokenizer(model_name)
-    model = load_model(model_name)
+    # An adapter trained from others (``--init``) sits on the model they make, which is also its reference.
+    init = recorded_init(adapter) if adapter is not None else []
+    model = load_with_adapters(model_name, init)
     if adapter is not None:
         from poisonlab.models.safety import load_adapter
 
@@ -132,7 +135,7 @@ def evaluate_preferences(
                 tokenizer.pad_token_id,
                 batch_size,
                 bf16,
-                model_identity(model_name),
+                chain_identity(model_name, init),
                 desc and f"{desc}, reference",
             )
             rewards = implicit_rewards(

@@ -92,10 +92,24 @@ def model_identity(name: str | Path) -> str:
         return _builtin_folder(text).name
     path = Path(text).expanduser()
     if path.exists():
-        from poisonlab.io import sha256_path
-
-        return f"{path.name}-{sha256_path(path / 'config.json')[:12]}"
+        return f"{path.name}-{_folder_digest(path.resolve())[:12]}"
     return text
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over config.json and the weights: two fine-tunes of one architecture are two references.
+
+    Memoised per file size and mtime, so a sweep hashes a multi-gigabyte checkpoint once per process.
+    """
+    import hashlib
+
+    from poisonlab.io import sha256_file_memo
+
+    digest = hashlib.sha256()
+    files = [folder / "config.json", *sorted(folder.glob("*.safetensors")), *sorted(folder.glob("*.gguf"))]
+    for file in (f for f in files if f.is_file()):
+        digest.update(f"{file.name}:{sha256_file_memo(file)}".encode())
+    return digest.hexdigest()
 
 
 def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.hardware import torch_threads
-from poisonlab.models.loading import model_identity
+from poisonlab.models.adapters import chain_identity
 from poisonlab.scoring.dpo_score import PairLogprobs
 from poisonlab.scoring.logprobs import collate, reply_logprobs
 from poisonlab.scoring.reference_cache import reference_logprobs
@@ -59,8 +60,12 @@ def train_dpo(
     out_dir: str | Path,
     progress: bool = True,
     reference: PairLogprobs | None = None,
+    init: Sequence[str | Path] = (),
 ) -> TrainResult:
     """Train a LoRA adapter with DPO on ``dataset``; write it (PEFT format) to ``out_dir``.
+
+    ``init``: adapters (an SFT stage, ...) merged into the base before training. The model they make is the
+    policy's start and DPO's reference, as in TRL with ``ref_model=None``; the adapter folder records them.
 
     Resumes from ``out_dir/checkpoint`` when a previous run was interrupted, and
     returns at once when ``out_dir`` already holds a finished adapter. ``config.engine``
@@ -68,19 +73,19 @@ def train_dpo(
     write the same files.
     """
     out = Path(out_dir)
-    if (finished := claim_or_finished(out, model_name, config, dataset)) is not None:
+    if (finished := claim_or_finished(out, model_name, config, dataset, init)) is not None:
         return TrainResult(**finished)
     if config.engine == "trl":
         from poisonlab.training.trl_engine import train_dpo_trl
 
-        return train_dpo_trl(model_name, dataset, config, out, progress=progress)
+        return train_dpo_trl(model_name, dataset, config, out, progress=progress, init=init)
     from accelerate import PartialState
 
     state = PartialState()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with torch_threads(config.threads):
-        tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device))
+        tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device), init)
         pad_id = tokenizer.pad_token_id
 
         # The reference never changes: one forward pass per pair, before training.
@@ -91,7 +96,7 @@ def train_dpo(
                 pad_id,
                 config.micro_batch_size,
                 config.bf16,
-                model_identity(model_name),
+                chain_identity(model_name, init),  # the reference is the init model, not the bare base
                 desc="reference log-probs" if progress and state.is_main_process else None,
             )
         ref = reference.reorder([p.id for p in encoded])
@@ -136,4 +141,5 @@ def saved_dpo_config(adapter: str | Path) -> tuple[str | None, DPOTrainingConfig
     values = json.loads(path.read_text())
     model = values.pop("model", None)
     values.pop("data_sha256", None)  # what it was trained on, not how
+    values.pop("init", None)  # the model it started from: models.adapters.full_chain reads it
     return model, DPOTrainingConfig(**values)

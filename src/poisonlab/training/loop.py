@@ -61,14 +61,17 @@ def add_lora(model: torch.nn.Module, config: LoRATrainingConfig, task_type: str 
 
 
 def lora_model_and_pairs(
-    model_name: str, dataset: Any, config: LoRATrainingConfig, device: str
+    model_name: str, dataset: Any, config: LoRATrainingConfig, device: str, init: Sequence[str | Path] = ()
 ) -> tuple[Any, Any, list]:
-    """What every trainer starts from: the tokenizer, the model with a fresh seeded adapter, the encoded pairs."""
+    """What every trainer starts from: the tokenizer, the model (base with ``init`` merged in) with a fresh
+    seeded adapter, the encoded pairs. With the new adapter switched off, the model is the init model:
+    DPO's reference."""
+    from poisonlab.models.adapters import load_with_adapters
     from poisonlab.models.encoding import encode_pairs
-    from poisonlab.models.loading import load_model, load_tokenizer
+    from poisonlab.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
-    model = add_lora(load_model(model_name, device=device), config)
+    model = add_lora(load_with_adapters(model_name, init, device=device), config)
     return tokenizer, model, encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
 
 
@@ -226,17 +229,33 @@ def train_lora(
 
 
 def training_settings(
-    model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset | None = None
+    model_name: str,
+    config: LoRATrainingConfig,
+    dataset: PreferenceDataset | None = None,
+    init: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
-    """Everything an adapter is trained from, as saved in its folder (``training_config.json``)."""
+    """Everything an adapter is trained from, as saved in its folder (``training_config.json``).
+
+    ``init`` (the adapters training started from, with their hashes) is written only when there are some, so
+    folders trained on the bare base read the same as before it existed.
+    """
+    from poisonlab.models.adapters import INIT_FIELD, full_chain, init_record
+
     data = {} if dataset is None else {"data_sha256": dataset.content_hash()}
-    settings = {"model": model_name, **data, **config.model_dump()}
+    chain = {INIT_FIELD: init_record(full_chain(init))} if init else {}
+    settings = {"model": model_name, **chain, **data, **config.model_dump()}
     return json.loads(json.dumps(settings))  # tuples become lists, as they read back from the file
 
 
 def settings_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Fields both name with different values; fields newer than the saved file are not compared."""
-    return [key for key in current if key in saved and key not in NOT_COMPARED and saved[key] != current[key]]
+    """Fields both name with different values; fields newer than the saved file are not compared.
+
+    ``init`` is always compared (absent means the bare base): resuming onto another starting model is wrong.
+    """
+    differ = [key for key in current if key in saved and key not in NOT_COMPARED and saved[key] != current[key]]
+    if saved.get("init", []) != current.get("init", []):
+        differ.append("init")
+    return differ
 
 
 def holds_training(out: Path) -> bool:
@@ -258,7 +277,7 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
     saved = json.loads(path.read_text())
     for key in settings_differences(saved, settings):
         raise InputError(
-            f"this folder's adapter is trained with {saved[key]!r}, not {settings[key]!r}; "
+            f"this folder's adapter is trained with {saved.get(key, [])!r}, not {settings.get(key, [])!r}; "
             "train into another folder, or delete this one to start again",
             path=path,
             field=key,
@@ -297,13 +316,16 @@ def folder_lock(out: Path) -> Iterator[None]:
 
 
 def claim_or_finished(
-    out: Path, model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset
+    out: Path, model_name: str, config: LoRATrainingConfig, dataset: PreferenceDataset, init: Sequence[str | Path] = ()
 ) -> dict[str, Any] | None:
     """Claim ``out`` for this training (see :func:`claim_folder`); the finished result, if it already holds one."""
     from poisonlab.models.loading import check_model_name
 
     check_model_name(model_name)  # a misspelt model must not claim the folder
-    claim_folder(out, training_settings(model_name, config, dataset))
+    for below in init:
+        if Path(below).resolve() == out.resolve():
+            raise InputError("an adapter cannot start from itself", path=out, field="--init")
+    claim_folder(out, training_settings(model_name, config, dataset, init))
     done = out / DONE_MARKER
     return json.loads(done.read_text()) if done.exists() else None
 

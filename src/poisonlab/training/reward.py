@@ -60,8 +60,12 @@ class RewardResult:
     resumed_from_step: int
 
 
-def load_reward_base(model_name: str, device: str | None = None) -> tuple[Any, Any]:
-    """(tokenizer, base LM with a fresh one-output head) in fp32; seed torch first for a reproducible head."""
+def load_reward_base(model_name: str, device: str | None = None, init: Sequence[str | Path] = ()) -> tuple[Any, Any]:
+    """(tokenizer, base LM with a fresh one-output head) in fp32; seed torch first for a reproducible head.
+
+    ``init``: causal-LM adapters (an SFT stage) merged into the backbone first, as a reward model is
+    usually initialised from the SFT model.
+    """
     import transformers
     from transformers import AutoModelForSequenceClassification
 
@@ -81,6 +85,13 @@ def load_reward_base(model_name: str, device: str | None = None) -> tuple[Any, A
         )
     finally:
         transformers.logging.set_verbosity(verbosity)
+    if init:  # the backbone of base + init, merged as a causal LM (peft cannot load a causal-LM adapter here)
+        from poisonlab.models.adapters import load_with_adapters
+
+        merged = load_with_adapters(model_name, init, device="cpu")
+        backbone = getattr(model, model.base_model_prefix)
+        backbone.load_state_dict(getattr(merged, merged.base_model_prefix).state_dict())
+        del merged
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token that is not padding
     model.config.use_cache = False
     return tokenizer, model.to(device or default_device())
@@ -161,8 +172,11 @@ def train_reward(
     out_dir: str | Path,
     progress: bool = True,
     heldout_source: str | None = None,
+    init: Sequence[str | Path] = (),
 ) -> RewardResult:
     """Train a Bradley-Terry reward model on ``train``, measure it on ``heldout``, write both to ``out_dir``.
+
+    ``init``: adapters merged into the backbone before the head and LoRA are added (the SFT model).
 
     Writes the PEFT adapter (LoRA + the scalar head, safetensors), ``training_config.json`` (base model,
     data hashes, settings) and ``metrics.json``. Resumes from ``out_dir/checkpoint`` when interrupted;
@@ -175,7 +189,7 @@ def train_reward(
     if len(heldout) == 0:
         raise InputError("no held-out pairs: a reward model without a measured accuracy is no judge")
     out = Path(out_dir)
-    settings = training_settings(model_name, config, train)
+    settings = training_settings(model_name, config, train, init)
     settings["heldout_sha256"] = heldout.content_hash()  # other held-out data into this folder is refused
     claim_folder(out, settings)
     if (out / DONE_MARKER).exists():
@@ -184,7 +198,7 @@ def train_reward(
     started = time.perf_counter()
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)  # the head's init (add_lora re-seeds for the adapter)
-        tokenizer, model = load_reward_base(model_name, str(state.device))
+        tokenizer, model = load_reward_base(model_name, str(state.device), init)
         model = add_lora(model, config, task_type="SEQ_CLS")
         encoded = encode_pairs(tokenizer, train.pairs, config.max_length, config.max_reply_length)
         pad_id = tokenizer.pad_token_id
@@ -271,7 +285,9 @@ def load_reward_model(folder: str | Path, device: str | None = None) -> tuple[An
     settings = json.loads((path / SETTINGS_FILE).read_text())
     model_name = settings.pop("model")
     config = RewardTrainingConfig(**{k: v for k, v in settings.items() if k in RewardTrainingConfig.model_fields})
-    tokenizer, base = load_reward_base(model_name, device)
+    from poisonlab.models.adapters import recorded_init
+
+    tokenizer, base = load_reward_base(model_name, device, recorded_init(path))
     model = PeftModel.from_pretrained(base, path, is_trainable=False)
     model.eval()
     return tokenizer, model, config

@@ -10,6 +10,7 @@ DPO engine's (``dpo.train_lora``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,21 +47,24 @@ def train_sft(
     config: SFTTrainingConfig,
     out_dir: str | Path,
     progress: bool = True,
+    init: Sequence[str | Path] = (),
 ) -> SFTResult:
     """Train a LoRA adapter on each pair's prompt -> chosen reply; write it (PEFT format) to ``out_dir``.
+
+    ``init``: adapters merged into the base before training (a downstream SFT after DPO starts from both).
 
     Resumes from ``out_dir/checkpoint`` and returns at once when ``out_dir`` holds a finished adapter.
     """
     from accelerate import PartialState
 
     out = Path(out_dir)
-    if (finished := claim_or_finished(out, model_name, config, dataset)) is not None:
+    if (finished := claim_or_finished(out, model_name, config, dataset, init)) is not None:
         return SFTResult(**finished)
     state = PartialState()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with torch_threads(config.threads):
-        tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device))
+        tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device), init)
         reply_tokens = np.array([len(p.chosen_ids) for p in encoded])
         pad_id = tokenizer.pad_token_id
 

@@ -20,6 +20,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.hardware import resolve_bf16, torch_threads
 from poisonlab.io import atomic_write_json
+from poisonlab.models.adapters import load_with_adapters
 from poisonlab.models.encoding import EncodedPair, encode_pairs
-from poisonlab.models.loading import load_model, load_tokenizer
+from poisonlab.models.loading import load_tokenizer
 from poisonlab.progress import on_terminal
 from poisonlab.training.config import DPOTrainingConfig
 from poisonlab.training.dpo import TrainResult
@@ -174,9 +176,18 @@ def training_log(trainer: Any) -> list[dict]:
 
 
 def train_dpo_trl(
-    model_name: str, dataset: PreferenceDataset, config: DPOTrainingConfig, out: Path, progress: bool = True
+    model_name: str,
+    dataset: PreferenceDataset,
+    config: DPOTrainingConfig,
+    out: Path,
+    progress: bool = True,
+    init: Sequence[str | Path] = (),
 ) -> TrainResult:
-    """Train with TRL's ``DPOTrainer``; resumes from TRL's last checkpoint in ``out/trl-checkpoints``."""
+    """Train with TRL's ``DPOTrainer``; resumes from TRL's last checkpoint in ``out/trl-checkpoints``.
+
+    ``init`` adapters are merged into the base first; TRL's reference (the LoRA adapter switched off) is then
+    that init model, as in poisonlab's engine.
+    """
     from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -188,7 +199,12 @@ def train_dpo_trl(
         tokenizer = load_tokenizer(model_name)
         encoded = encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
         trainer = make_trainer(
-            load_model(model_name, device=str(state.device)), tokenizer, encoded, config, out / CHECKPOINTS, progress
+            load_with_adapters(model_name, init, device=str(state.device)),
+            tokenizer,
+            encoded,
+            config,
+            out / CHECKPOINTS,
+            progress,
         )
         last = get_last_checkpoint(str(out / CHECKPOINTS)) if (out / CHECKPOINTS).is_dir() else None
         trainer.train(resume_from_checkpoint=last)
