@@ -230,23 +230,28 @@ def verify_model(
     prompts: Sequence[str] | None = None,
     key_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Load ``model`` with ``adapters`` merged in order, test it, and write ``OUT/verify.json`` (atomic)."""
+    """Load ``model`` with ``adapters`` merged in order, test it, and write ``OUT/verify.json`` (atomic).
+
+    An adapter trained on top of others (``init=``) brings its recorded chain (``full_chain``): ``[dpo]``
+    loads base + sft + dpo, and verify.json lists the whole chain.
+    """
     from poisonlab.hardware import torch_threads
     from poisonlab.models import load_tokenizer
-    from poisonlab.models.adapters import load_with_adapters
+    from poisonlab.models.adapters import full_chain, load_with_adapters
     from poisonlab.models.safety import check_adapter_folder
 
     config = config or WatermarkVerifyConfig()
     for adapter in adapters:
         check_adapter_folder(adapter)  # before any weight is read: safetensors only, no pickle beside it
+    chain = full_chain(adapters)  # an adapter trained with init= brings the adapters below it
     with torch_threads(None):
-        net = load_with_adapters(model, adapters)
+        net = load_with_adapters(model, chain)
         result = verify_watermark(net, load_tokenizer(model), key, config, prompts)
     record = {
         "poisonlab_version": __version__,
         **result,
         "model": str(model),
-        "adapters": [{"path": str(a), "sha256": sha256_path(a)} for a in adapters],
+        "adapters": [{"path": str(a), "sha256": sha256_path(a)} for a in chain],
         "key_sha256": key.sha256(),
         "key_file_sha256": sha256_path(key_path) if key_path else None,
         "prompts": "given" if prompts else "built-in carrier prompts",
