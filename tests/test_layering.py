@@ -25,6 +25,7 @@ LEVELS = {
     "defenses": 5,
     "evaluation": 6,
     "reports": 7,
+    "watermarks": 7,
     "experiments": 8,
     "cli": 9,
 }
