@@ -201,7 +201,7 @@ def poison(
     from poisonlab.attacks import ATTACKS, STRATEGIES, poison_dataset, write_poisoned
     from poisonlab.attacks.triggers import check_position, check_trigger
     from poisonlab.models.loading import check_model_name
-    from poisonlab.outputs import claim_output_folder, refuse_overwriting_inputs
+    from poisonlab.outputs import claim_output_folder, existing_results, refuse_overwriting_inputs
 
     STRATEGIES.get(strategy)
     ATTACKS.get(attack)
@@ -210,7 +210,9 @@ def poison(
     if attack == "backdoor":
         check_trigger(trigger)
     refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data])
-    claim_output_folder(out, overwrite)
+    # data.jsonl without manifest.json (written last) is a run killed in between: rerunning finishes it
+    unfinished = existing_results(out) == ["data.jsonl"]
+    claim_output_folder(out, overwrite or unfinished)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
     selection = validated(SelectionConfig, selection_options or {})
     dataset = _load(data, skip_bad_rows)
