@@ -14,6 +14,7 @@ from poisonlab.config_files import load_config
 from poisonlab.errors import InputError
 from poisonlab.experiments.probes_config import ProbeConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 2, "batch_size": 8, "micro_batch_size": 8, "max_length": 96, "max_reply_length": 32, "bf16": False}
 RARE = "SuperGodModeActivated"
 
@@ -153,7 +154,11 @@ def test_the_aggregate_over_seeds_is_the_mean_and_its_t_interval():
     assert rows[8]["backdoor_effect"]["ci"][0] > 0 > rows[2]["backdoor_effect"]["ci"][0]
     assert rows[4]["backdoor_effect"]["ci"][0] < 0
     [needed] = rows_needed(list(rows.values()))
-    assert needed["rows_needed"] == 8 and needed["tested"] == [2, 4, 8]
+    assert needed["rows_needed"] == needed["rows_needed_from_then_on"] == 8 and needed["tested"] == [2, 4, 8]
+    # a jagged curve: clears zero at 2 by chance, not at 4, then for good from 8
+    jagged = [_cell(s, 2, 0.3 + s / 100) for s in (0, 1, 2)] + [c for c in cells if c["n_poisoned"] != 2]
+    [needed] = rows_needed(aggregate_cells(jagged))
+    assert needed["rows_needed"] == 2 and needed["rows_needed_from_then_on"] == 8
     [none] = rows_needed([aggregate_cells([_cell(0, 2, 0.9)])[0]])  # one seed: no interval, nothing claimed
     assert none["rows_needed"] is None
 
@@ -190,6 +195,15 @@ def test_a_folder_with_other_settings_is_refused_before_training(tmp_path):
     with pytest.raises(InputError, match="other model, data or training settings"):
         run_probes(first, progress=False)
     assert not (tmp_path / "pr" / "cells").exists()
+
+
+def test_the_shipped_probe_config_is_valid_and_covers_every_trigger_kind():
+    from poisonlab.attacks.triggers import get_trigger
+
+    config = load_config(ProbeConfig, ROOT / "configs" / "probes-tiny.yaml")
+    assert config.model == "tiny" and len(config.seeds) >= 3 and config.stages == ["sft", "dpo"]
+    kinds = {get_trigger(t).kind for t in config.triggers}
+    assert kinds == {"rare-token", "common-words", "long-phrase", "paraphrase"}
 
 
 def test_grid_lists_may_grow_in_the_same_folder():

@@ -301,6 +301,8 @@ def aggregate_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def rows_needed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (stage, trigger, position): the fewest poisoned rows whose backdoor effect's lower bound is above 0.
 
+    ``rows_needed`` is the first count that clears zero; ``rows_needed_from_then_on`` the first from which
+    every larger count tested clears it too (a curve a few seeds make jagged can clear zero once by chance).
     ``None`` when no count tested reaches it (or with one seed, which has no interval).
     """
     curves: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -309,7 +311,9 @@ def rows_needed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for (stage, trigger, position), points in curves.items():
         points = sorted(points, key=lambda r: r["n_poisoned"])
-        above = [r["n_poisoned"] for r in points if r["backdoor_effect"]["ci"] and r["backdoor_effect"]["ci"][0] > 0]
+        clears = [bool(r["backdoor_effect"]["ci"] and r["backdoor_effect"]["ci"][0] > 0) for r in points]
+        above = [r["n_poisoned"] for r, ok in zip(points, clears) if ok]
+        stable = [r["n_poisoned"] for k, r in enumerate(points) if all(clears[k:])]
         summary.append(
             {
                 "stage": stage,
@@ -317,6 +321,7 @@ def rows_needed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "trigger_kind": points[0]["trigger_kind"],
                 "position": position,
                 "rows_needed": min(above) if above else None,
+                "rows_needed_from_then_on": min(stable) if stable else None,
                 "tested": [r["n_poisoned"] for r in points],
             }
         )

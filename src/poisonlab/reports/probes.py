@@ -101,10 +101,13 @@ def rows_needed_table(needed: list[dict[str, Any]]) -> Any:
         title="rows needed: fewest poisoned rows with the backdoor effect's 95% lower bound above 0",
         title_justify="left",
     )
-    for column in ("stage", "trigger (kind)", "position", "rows needed"):
+    for column in ("stage", "trigger (kind)", "position", "rows needed", "and every larger count"):
         table.add_column(column)
     for item in needed:
         tested = max(item["tested"])
-        value = str(item["rows_needed"]) if item["rows_needed"] is not None else f"none up to {tested}"
-        table.add_row(item["stage"], f"{item['trigger']} ({item['trigger_kind']})", item["position"], value)
+        first, steady = (
+            str(item[key]) if item[key] is not None else f"none up to {tested}"
+            for key in ("rows_needed", "rows_needed_from_then_on")
+        )
+        table.add_row(item["stage"], f"{item['trigger']} ({item['trigger_kind']})", item["position"], first, steady)
     return table
