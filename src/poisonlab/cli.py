@@ -831,6 +831,47 @@ def watermark_verify(
     console.print(f"-> {out / 'verify.json'}", highlight=False)
 
 
+# --- poisonlab probe: triggers as memorization probes (poisonlab.experiments.probes; arXiv 2502.14182 Sec. 5) ---
+@app.command()
+@user_errors
+def probe(
+    config: Path = typer.Argument(..., help="Probe study YAML (see configs/probes-tiny.yaml)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override any config field: --set n_poisoned=[1,4,16] --set training.dpo.epochs=2."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Results folder (default runs/<name>)."),  # noqa: UP045
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the results folder's cells when it holds another study."
+    ),
+) -> None:
+    """Backdoor effect against the number of poisoned rows, per trigger, stage and position, over seeds."""
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments.probes import results_folder, rows_needed, run_probes
+    from poisonlab.experiments.probes_config import ProbeConfig
+    from poisonlab.reports.probes import probes_table, rows_needed_table
+
+    study = load_config(ProbeConfig, config, list(set_) + ([f"out={out}"] if out else []))
+    folder = results_folder(study)
+    total = len(study.stages) * len(study.seeds) * len(study.triggers) * len(study.positions) * len(study.n_poisoned)
+    console.print(f"[bold]{study.name}[/]: model {study.model}, data {study.data}, {total} cells -> {folder}")
+    count = iter(range(1, total + 1))
+
+    def show(cell: dict[str, Any], ran: bool) -> None:
+        effect = cell["measures"]["backdoor_effect"]["value"]
+        when = f"{cell['minutes']:.1f} min" if ran else "finished earlier"
+        console.print(
+            f"  cell {next(count)}/{total} {cell['stage']} seed {cell['seed']} {cell['trigger']}@{cell['position']} "
+            f"n={cell['n_poisoned']}: backdoor effect {effect:+.1%} ({when})",
+            highlight=False,
+        )
+
+    rows = run_probes(study, overwrite=overwrite, on_cell=show)
+    for stage in study.stages:
+        console.print(probes_table(rows, stage))
+    console.print(rows_needed_table(rows_needed(rows)))
+    console.print(f"figures: {folder}/probes_<stage>.png; every row: {folder}/probes.csv and probes.json")
+
+
 def main() -> None:
     """The ``poisonlab`` command: ``app`` with a one-line message instead of silence when Ctrl-C stops it."""
     interrupts.install()
