@@ -510,10 +510,14 @@ def run(
     from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
-    if _declares_stages(config):  # a lifecycle: stages chained, poison in some of them
+    kind = study_kind(config)
+    if kind != "grid":  # a lifecycle (stages chained) or a probe study: each has its own runner
         if dry_run or executor != "local" or jobs != 1:
-            raise InputError("a lifecycle study runs in this process: --dry-run, --executor and --jobs do not apply")
-        _run_lifecycle(config, overrides, overwrite)
+            raise InputError(f"a {kind} study runs in this process: --dry-run, --executor and --jobs do not apply")
+        if kind == "probe":
+            probe(config, set_, out, overwrite)
+        else:
+            _run_lifecycle(config, overrides, overwrite)
         return
     experiment = load_config(ExperimentConfig, config, overrides)
     folder = results_folder(experiment)
@@ -613,15 +617,20 @@ def serve(
         server.server_close()
 
 
-def _declares_stages(config: Path) -> bool:
-    """Whether a config file is a lifecycle (a top-level ``stages:``); unreadable files are load_config's to report."""
+def study_kind(config: Path) -> str:
+    """``lifecycle`` (top-level ``pipelines:``), ``probe`` (``n_poisoned:``) or ``grid`` (an ExperimentConfig).
+
+    Unreadable files count as ``grid``: ``load_config`` then reports what is wrong, with the line.
+    """
     import yaml
 
     try:
         data = yaml.safe_load(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "stages" in data
+        return "grid"
+    if not isinstance(data, dict):
+        return "grid"
+    return "lifecycle" if "pipelines" in data else "probe" if "n_poisoned" in data else "grid"
 
 
 def _run_lifecycle(config: Path, overrides: list[str], overwrite: bool) -> None:
