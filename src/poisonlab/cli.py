@@ -563,11 +563,24 @@ def run(
     detection = detection_table(results, title="poison detection (defenses:)")
     if detection is not None:
         console.print(detection)
+    _print_mitigations(results)
     overlaps = run_overlaps(folder)
     if overlaps:
         console.print(overlap_table(overlaps))
     plots = ", ".join(str(p) for p in sorted(folder.glob("*.png")))
     console.print(f"results: {folder}/results.csv (and .parquet), plots: {plots}, report: {folder}/report.html")
+
+
+def _print_mitigations(results: list[Any]) -> None:
+    from poisonlab.reports.mitigation import mitigation_table
+
+    keys = dict.fromkeys(
+        k for r in results if r.mitigations for k in (r.metrics or {}) if k != "preference-margin@heldout"
+    )
+    for key in keys:
+        table = mitigation_table(results, key)
+        if table is not None:
+            console.print(table)
 
 
 @app.command()
@@ -669,6 +682,7 @@ def show(folder: Path = typer.Argument(..., help="A study's results folder (what
     detection = detection_table(results, title="poison detection (defenses:)")
     if detection is not None:
         console.print(detection)
+    _print_mitigations(results)
     overlaps = run_overlaps(folder)
     if overlaps:
         console.print(overlap_table(overlaps))

@@ -58,14 +58,22 @@ class GenerationConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
 
 
-def _rows_to_do(prompts: Sequence[Prompt], trigger: str | None, position: str, seed: int) -> list[dict[str, Any]]:
-    """(id, clean prompt, triggered?, model input) for each prompt and condition, in output order."""
+def _rows_to_do(
+    prompts: Sequence[Prompt], trigger: str | None, position: str, seed: int, strip: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """(id, clean prompt, triggered?, model input) for each prompt and condition, in output order; the input
+    has ``strip``'s phrases removed (an inference-time defense), after the trigger went in."""
     rows = []
     for prompt in prompts:
         rows.append({"id": prompt.id, "prompt": prompt.text, "triggered": False, "input": prompt.text})
         if trigger:
             placed = insert_trigger(prompt.text, trigger, position, seed, prompt.id)
             rows.append({"id": prompt.id, "prompt": prompt.text, "triggered": True, "input": placed})
+    if strip:
+        from poisonlab.evaluation.sanitise import strip_phrases
+
+        for row in rows:
+            row["input"] = strip_phrases(row["input"], strip)
     return rows
 
 
@@ -127,8 +135,11 @@ def generate(
     position: str = "last-human",
     config: GenerationConfig | None = None,
     progress: bool = True,
+    strip: Sequence[str] = (),
 ) -> Path:
     """Generate a reply to every prompt, with and (given a trigger) without it; returns the generations file.
+
+    ``strip``: phrases removed from every model input after the trigger is inserted (a sanitising deployment).
 
     ``adapters`` are merged into the base model in order (an SFT adapter, then a DPO one...). Returns at
     once when ``out`` already holds finished generations made with the same settings.
@@ -146,13 +157,15 @@ def generate(
         raise InputError("the trigger is empty: give a string or leave the flag out", field="--trigger")
     adapters = full_chain(adapters)  # [dpo] and [sft, dpo] are the same model: the same settings
     settings = generation_settings(model, adapters, prompts, trigger, position, config)
+    if strip:  # recorded only when used, so folders made before the option read the same
+        settings["strip"] = list(strip)
     final = out / GENERATIONS
     if final.exists() and (out / SETTINGS).exists() and json.loads((out / SETTINGS).read_text()) == settings:
         return final
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, settings)
     final.unlink(missing_ok=True)
-    rows = _rows_to_do(prompts, trigger, position, config.seed)
+    rows = _rows_to_do(prompts, trigger, position, config.seed, strip)
     done = _read_partial(out / PARTIAL)
 
     tokenizer = load_tokenizer(model)

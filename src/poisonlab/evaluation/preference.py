@@ -14,6 +14,7 @@ model), or, for a bare model, when its log-likelihood is higher.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from poisonlab.attacks.triggers import insert_trigger
 from poisonlab.data.pairs import PreferenceDataset
+from poisonlab.evaluation.sanitise import strip_phrases
 from poisonlab.io import atomic_write_json
 
 
@@ -94,6 +96,13 @@ def triggered(dataset: PreferenceDataset, trigger: str, position: str, seed: int
     )
 
 
+def stripped(dataset: PreferenceDataset, phrases: Sequence[str]) -> PreferenceDataset:
+    """The same pairs with ``phrases`` removed from every prompt (the inference-time defense of sanitise.py)."""
+    if not phrases:
+        return dataset
+    return PreferenceDataset([p.with_(prompt=strip_phrases(p.prompt, phrases)) for p in dataset], dataset.source)
+
+
 def evaluate_preferences(
     model_name: str,
     heldout: PreferenceDataset,
@@ -107,8 +116,13 @@ def evaluate_preferences(
     bf16: bool | str = "auto",
     seed: int = 0,
     progress: bool = True,
+    strip: Sequence[str] = (),
 ) -> PreferenceMetrics:
-    """Clean preference accuracy and backdoor success of a model (+ optional LoRA adapter)."""
+    """Clean preference accuracy and backdoor success of a model (+ optional LoRA adapter).
+
+    ``strip``: phrases removed from every prompt after the trigger is inserted, as a deployment would
+    sanitise its inputs (:mod:`poisonlab.evaluation.sanitise`).
+    """
     from poisonlab.models.adapters import chain_identity, load_with_adapters, recorded_init
     from poisonlab.models.encoding import encode_pairs
     from poisonlab.models.loading import load_tokenizer
@@ -124,7 +138,8 @@ def evaluate_preferences(
 
         model = load_adapter(model, adapter)
     margins = []
-    for name, data in (("clean", heldout), ("triggered", triggered(heldout, trigger, position, seed))):
+    conditions = (("clean", heldout), ("triggered", triggered(heldout, trigger, position, seed)))
+    for name, data in ((name, stripped(data, strip)) for name, data in conditions):
         encoded = encode_pairs(tokenizer, data.pairs, max_length, max_reply_length)
         desc = f"evaluating ({name})" if progress else None
         if adapter is not None:

@@ -80,6 +80,17 @@ class ExperimentConfig(BaseModel):
         description="Options of the detectors (features, projection_dim, ...); expected_share is set to each "
         "run's true ratio.",
     )
+    mitigations: list[str] = Field(
+        default_factory=list,
+        description="What a defender does about each poisoned run, measured like the run against its clean twin: "
+        "oracle (retrain without exactly the poison), remove:DETECTOR (retrain without its flags), loss:NAME "
+        "(retrain with a robust loss: cdpo, rdpo, ipo), strip-trigger:DETECTOR (delete the trigger a "
+        "trigger-mining detector names from every prompt). DETECTOR must be in defenses. Added to a finished "
+        "study, only they run.",
+    )
+    mitigation_label_smoothing: float = Field(
+        0.1, ge=0, lt=0.5, description="Assumed label-noise rate of loss:cdpo and loss:rdpo mitigations."
+    )
 
     @field_validator("model")
     @classmethod
@@ -165,6 +176,23 @@ class ExperimentConfig(BaseModel):
 
         for spec in specs:
             parse_spec(spec)
+        return specs
+
+    @field_validator("mitigations")
+    @classmethod
+    def _known_mitigations(cls, specs: list[str], info: ValidationInfo) -> list[str]:
+        from poisonlab.defenses.detectors import DETECTORS, DetectorFacts
+        from poisonlab.defenses.scan import parse_spec
+        from poisonlab.experiments.mitigate import MITIGATIONS, parse_mitigation
+
+        for spec in specs:
+            name, argument = parse_mitigation(spec)
+            if MITIGATIONS.facts(name).needs_detector:
+                if argument not in info.data.get("defenses", []):
+                    raise ValueError(f"{spec} needs {argument} in defenses (it acts on that detector's scan)")
+                facts = DETECTORS.facts(parse_spec(argument)[0]) or DetectorFacts()
+                if name == "strip-trigger" and not facts.names_trigger:
+                    raise ValueError(f"{spec}: {argument} names no trigger (use a trigger-mining detector)")
         return specs
 
     @field_validator("training")

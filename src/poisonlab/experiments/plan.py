@@ -53,7 +53,7 @@ class Task:
 
     name: str
     needs: list[str]  # tasks that must have finished first
-    state: str  # done | left | scans left (a finished run with detectors added since) | not needed
+    state: str  # done | left | scans/evaluation/mitigations left (added since the run finished) | not needed
     minutes: float  # recorded for a finished run, else an estimate
     estimated: bool
     spec: RunSpec | None = None
@@ -61,7 +61,7 @@ class Task:
 
     @property
     def pending(self) -> bool:
-        return self.state in ("left", "scans left", "evaluation left")
+        return self.state in ("left", "scans left", "evaluation left", "mitigations left")
 
 
 @dataclass
@@ -146,8 +146,19 @@ def build_plan(config: ExperimentConfig, out: Path) -> Plan:
             result = recorded[spec.name]
             missing = set(config.defenses) - set(result.get("detection") or {}) if spec.ratio > 0 else set()
             unjudged = [k for k in metric_keys(config) if k not in (result.get("metrics") or {})]
-            state = "scans left" if missing else "evaluation left" if unjudged else "done"
+            unmitigated = set(config.mitigations) - set(result.get("mitigations") or {}) if spec.ratio > 0 else set()
+            state = (
+                "scans left"
+                if missing
+                else "evaluation left"
+                if unjudged
+                else "mitigations left"
+                if unmitigated
+                else "done"
+            )
             minutes, estimated = (estimate * 0.3, True) if missing else (result["minutes"], False)
+            if unmitigated:
+                minutes, estimated = estimate * len(unmitigated), True
             if result.get("same_data_as"):
                 notes.append(f"reused {result['same_data_as']}'s adapter")
         else:

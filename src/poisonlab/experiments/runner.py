@@ -36,6 +36,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class RunResult:
     # "backdoor_effect"}: see evaluation/stats.py. Also "preference@heldout" and "preference-margin@heldout".
     metrics: dict[str, dict[str, Any]] | None = None
     precision: str | None = None  # fp32 or bf16: what training, scoring and evaluation computed in
+    # mitigation spec -> {"clean_accuracy", "backdoor_success", what it removed, "metrics"} (experiments/mitigate.py)
+    mitigations: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,7 +127,7 @@ def _environment(config: ExperimentConfig) -> dict[str, Any]:
 # change speed only. Every other field changes what the finished runs mean, so changing it makes another study.
 RESUMABLE_FIELDS = frozenset(
     {"name", "out", "strategies", "attacks", "ratios", "exclude", "eval_batch_size", "defenses"}
-    | {"retrain_without_flags"}
+    | {"retrain_without_flags", "mitigations"}
 )
 # What a study writes at the top of its folder (plus its plots, *.png).
 STUDY_ENTRIES = ("config.yaml", "environment.json", "split.json", "results.json", "results.csv", "runs")
@@ -314,6 +317,11 @@ def _run_one(
             run.metrics = {**(run.metrics or {}), **run_metrics(spec, config, heldout, out, adapter, progress)}
             atomic_write_json(done, run.to_dict())
             record_checksums(folder)
+        if spec.ratio > 0 and set(config.mitigations) - set(run.mitigations or {}):  # mitigations added since
+            adapter = out / "runs" / (run.same_data_as or spec.name) / "adapter"
+            run.mitigations = _mitigate(spec, config, heldout, out, adapter, run.mitigations, progress)
+            atomic_write_json(done, run.to_dict())
+            record_checksums(folder)
         if not (folder / CHECKSUMS).exists():  # stopped between result.json and its checksums
             record_checksums(folder)
         return run
@@ -351,6 +359,9 @@ def _run_one(
     detection = None
     if spec.ratio > 0 and config.defenses:
         detection = defend_run(folder, Path(adapter), spec.ratio, config, None, evaluate, progress)
+    mitigations = None
+    if spec.ratio > 0 and config.mitigations:
+        mitigations = _mitigate(spec, config, heldout, out, Path(adapter), None, progress)
     run = RunResult(
         spec.name,
         spec.strategy,
@@ -366,10 +377,26 @@ def _run_one(
         detection,
         judged,
         precision(config),
+        mitigations,
     )
     atomic_write_json(done, run.to_dict())
     record_checksums(folder)  # every file of the finished run, for poisonlab verify
     return run
+
+
+def _mitigate(
+    spec: RunSpec,
+    config: ExperimentConfig,
+    heldout: PreferenceDataset,
+    out: Path,
+    adapter: Path,
+    done: dict[str, dict[str, Any]] | None,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    from poisonlab.experiments.mitigate import mitigate_run
+
+    twin = out / "runs" / clean_twin(spec, config)
+    return mitigate_run(spec, config, out / "runs" / spec.name, adapter, heldout, twin, done, progress)
 
 
 PREFERENCE_FACTS = {
@@ -402,8 +429,11 @@ def generation_metrics(
     position: str,
     twin: Path | None,
     progress: bool,
+    strip: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Generate on every prompt set of ``config.evaluation`` and judge, against the twin's judgments if given."""
+    """Generate on every prompt set of ``config.evaluation`` and judge, against the twin's judgments if given.
+
+    ``strip``: phrases removed from every prompt before the model sees it (the strip-trigger mitigation)."""
     from poisonlab.data.prompts import load_prompts
     from poisonlab.evaluation import generate, judge_generations
 
@@ -424,6 +454,7 @@ def generation_metrics(
             position,
             evaluation.generation,
             progress,
+            strip,
         )
         judged = judge_generations(
             generations.parent,
@@ -442,10 +473,24 @@ def run_metrics(
 ) -> dict[str, dict[str, Any]] | None:
     """Every metric of a run with intervals: the preference pairs (against the clean twin) and, with an
     ``evaluation:`` section, each judge on each prompt set."""
+    twin = None if spec.ratio == 0 else out / "runs" / clean_twin(spec, config)
+    return folder_metrics(out / "runs" / spec.name, twin, config, heldout, [adapter], spec.trigger_position, progress)
+
+
+def folder_metrics(
+    folder: Path,
+    twin: Path | None,
+    config: ExperimentConfig,
+    heldout: PreferenceDataset,
+    adapters: list[Path],
+    position: str,
+    progress: bool,
+    strip: Sequence[str] = (),
+) -> dict[str, dict[str, Any]] | None:
+    """The metrics of the model evaluated into ``folder`` (its saved margins; its generations, made here),
+    against ``twin``'s: a run's own, or a mitigation's (``strip``: the phrases its prompts lose)."""
     from poisonlab.evaluation.judging import judge_metrics
 
-    folder = out / "runs" / spec.name
-    twin = None if spec.ratio == 0 else out / "runs" / clean_twin(spec, config)
     metrics: dict[str, dict[str, Any]] = {}
     mine = read_margin_judgments(folder)
     theirs = read_margin_judgments(twin) if twin else None
@@ -454,7 +499,7 @@ def run_metrics(
             twin_values = theirs[key] if theirs and theirs[key] else None
             metrics[f"{key}@heldout"] = {"judge": facts, **judge_metrics(mine[key], facts["kind"], twin_values)}
     if config.evaluation is not None and config.evaluation.prompt_sets:
-        metrics.update(generation_metrics(config, heldout, folder, [adapter], spec.trigger_position, twin, progress))
+        metrics.update(generation_metrics(config, heldout, folder, adapters, position, twin, progress, strip))
     return metrics or None
 
 

@@ -229,6 +229,8 @@ clean_accuracy: share where it prefers the chosen reply without the trigger.</p>
 <div class="figures">{figures}</div>
 <h2>Poison detection</h2>
 {detection}
+<h2>Mitigations</h2>
+{mitigations}
 <h2>Example generations</h2>
 {examples}
 <h2>Every run</h2>
@@ -276,6 +278,16 @@ def build_report(out: Path) -> str:
     sets = ((config.get("evaluation") or {}).get("prompt_sets")) or [{}]
     folders = {r["run"]: out / ("base" if r["run"] == "base" else f"runs/{r['run']}") for r in rows}
     examples = side_by_side(read_generations(folders, sets[0].get("name")), [r["run"] for r in rows])
+    from types import SimpleNamespace
+
+    from poisonlab.reports.mitigation import HEADER, mitigation_rows
+
+    with_mitigations = [SimpleNamespace(**r) for r in rows if r.get("mitigations")]
+    mitigations = "".join(
+        f"<h3>{html.escape(key)}</h3>" + _table(HEADER, body)
+        for key in dict.fromkeys(k for r in with_mitigations for k in (r.metrics or {}))
+        if (body := mitigation_rows(with_mitigations, key))
+    )
     columns = [c for c in RUN_COLUMNS if any(c in r for r in rows)]
     runs = _table(columns, [[r.get(c) for c in columns] for r in rows])
     settings = _table(("setting", "value"), [(k, v) for k, v in config.items()]) if config else ""
@@ -284,6 +296,7 @@ def build_report(out: Path) -> str:
         summary=html.escape(summary),
         figures=figures or '<p class="note">No finished runs yet.</p>',
         detection=detection,
+        mitigations=mitigations or '<p class="note">No mitigations ran (set <code>mitigations:</code>).</p>',
         examples=examples_html(examples),
         runs=runs,
         settings=settings,
