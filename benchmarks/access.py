@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SHARES = [1.0, 0.5, 0.2, 0.1, 0.01]  # of 50 synthetic annotators: 50, 25, 10, 5, 1
+DEFAULT_SHARES = [1.0, 0.5, 0.1, 0.01]  # of 50 synthetic annotators: 50, 25, 5, 1
 
 
 def run_share(config_path: Path, share: float, out: Path, overrides: list[str]) -> list[dict[str, Any]]:
