@@ -59,7 +59,7 @@ def _ci(value: float, ci: list[float]) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'share':>6} {'strategy':<20} {'controlled':>10} {'poisoned':>10} "
-        f"{'backdoor success [95% CI]':>27} {'clean acc':>9} {'effect vs clean twin [95% CI]':>31}"
+        f"{'backdoor success [95% CI]':>27} {'clean acc':>9} {'backdoor effect vs clean twin [95% CI]':>38}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -70,7 +70,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         poisoned = f"{r['n_poisoned']}/{r['n_requested']}"
         lines.append(
             f"{r['share']:>6.0%} {r['strategy']:<20} {r['n_controlled']:>10} {poisoned:>10} "
-            f"{_ci(r['backdoor_success'], r['backdoor_success_ci']):>27} {r['clean_accuracy']:>9.3f} {effect_text:>31}"
+            f"{_ci(r['backdoor_success'], r['backdoor_success_ci']):>27} {r['clean_accuracy']:>9.3f} {effect_text:>38}"
         )
     clean = [r for r in rows if r["strategy"] == "none"]
     if clean:
