@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from poisonlab import interrupts
+from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.cli_options import config_options, validated
 from poisonlab.defenses.config import DefenseConfig
@@ -179,6 +180,7 @@ def data_split(
 @user_errors
 @config_options(DPOTrainingConfig, skip=("seed",))
 @config_options(SelectionConfig, into="selection_options")
+@config_options(AccessConfig, into="access_options")
 def poison(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for data.jsonl and manifest.json."),
@@ -196,9 +198,12 @@ def poison(
     overwrite: bool = Overwrite,
     overrides: dict[str, Any] | None = None,
     selection_options: dict[str, Any] | None = None,
+    access_options: dict[str, Any] | None = None,
 ) -> None:
     """Select pairs, poison them, write DIR/data.jsonl and DIR/manifest.json."""
     from poisonlab.attacks import ATTACKS, STRATEGIES, poison_dataset, write_poisoned
+    from poisonlab.attacks.access import check_labels_only
+    from poisonlab.attacks.inject import attack_facts
     from poisonlab.attacks.triggers import check_position, check_trigger
     from poisonlab.models.loading import check_model_name
     from poisonlab.outputs import claim_output_folder, existing_results, refuse_overwriting_inputs
@@ -209,6 +214,8 @@ def poison(
     check_model_name(model)
     if attack == "backdoor":
         check_trigger(trigger)
+    access = validated(AccessConfig, access_options or {})
+    check_labels_only(access, attack, attack_facts(attack).inserts_trigger)  # before the output folder is made
     refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data])
     # data.jsonl without manifest.json (written last) is a run killed in between: rerunning finishes it
     unfinished = existing_results(out) == ["data.jsonl"]
@@ -217,11 +224,13 @@ def poison(
     selection = validated(SelectionConfig, selection_options or {})
     dataset = _load(data, skip_bad_rows)
     result = poison_dataset(
-        dataset, strategy, attack, ratio, trigger, position, seed, model=model, training=training, selection=selection
+        dataset, strategy, attack, ratio, trigger, position, seed, model, training, selection=selection, access=access
     )
     write_poisoned(result, out, data if Path(data).exists() else None)
     m = result.manifest
     console.print(f"poisoned [bold]{m['n_poisoned']}[/] of {m['n_rows']} pairs ({strategy}, {attack}) -> {out}")
+    if m["n_poisoned"] < m["n_requested"]:
+        console.print(f"the attacker controls {m['n_controlled']} pairs: {m['n_requested']} were asked for")
 
 
 InitOpt = typer.Option(

@@ -8,16 +8,22 @@ Attacks, registered by name:
 Every output row keeps its input id; rows that were not selected are copied
 unchanged. The manifest names the strategy, attack, ratio, trigger, seed,
 poisoned ids, per-row changes, and sha256 of input and output.
+
+An access constraint (``access.py``) limits the rows the strategy may choose
+from; a budget bigger than those rows poisons all of them, and the manifest
+records the shortfall (``n_requested``, ``n_controlled``, ``n_poisoned``).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from poisonlab import __version__
+from poisonlab.attacks.access import Access, AccessConfig, check_labels_only, resolve_access
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext, strategy_facts
 from poisonlab.attacks.triggers import check_trigger, get_trigger, insert_trigger, resolve_position, trigger_text
@@ -83,6 +89,7 @@ def poison_dataset(
     clean_adapter: str | Path | None = None,
     progress: bool = True,
     selection: SelectionConfig | None = None,
+    access: AccessConfig | None = None,
 ) -> PoisonResult:
     """Select ``ratio`` of the pairs with ``strategy`` and apply ``attack`` to them.
 
@@ -91,17 +98,25 @@ def poison_dataset(
     on ``dataset`` unless ``clean_adapter`` already is one. ``selection`` holds
     the options of gradient-projection and semantic-diversity. ``position`` may
     be a rule (``paper``), resolved here for ``strategy``; the manifest records
-    the concrete placement.
+    the concrete placement. ``access`` limits the pairs the strategy chooses
+    from (default: all of them); the strategy sees only those, in input order.
     """
     select, apply = STRATEGIES.get(strategy), ATTACKS.get(attack)
     uses, inserts = strategy_facts(strategy), attack_facts(attack).inserts_trigger
     concrete = resolve_position(position, strategy)
     check_model_name(model)  # even where the strategy never loads it: a typo must not pass unnoticed
+    access = access or AccessConfig()
+    check_labels_only(access, attack, inserts)
     if attack == "backdoor":
         check_trigger(trigger)
-    n_poison = n_poison_for(ratio, len(dataset))
+    n_requested = n_poison_for(ratio, len(dataset))
+    granted = resolve_access(dataset, access, seed)
+    pool = granted.restrict(dataset)
+    n_poison = min(n_requested, len(pool))
+    if uses.uses_model and n_poison and not granted.everything and not clean_adapter:
+        clean_adapter = _full_data_clean_adapter(dataset, model, training, progress)
     ctx = SelectionContext(
-        dataset=dataset,
+        dataset=pool,
         n_poison=n_poison,
         seed=seed,
         model=model,
@@ -142,9 +157,12 @@ def poison_dataset(
         "seed": seed,
         "model": ctx.model if uses.uses_model else None,
         "selection_config": ctx.selection.model_dump() if uses.uses_selection_config else None,
+        "access": granted.manifest(n_requested, len(changes)),
         # a model-based selection in bf16 can pick other pairs than in fp32: say which one ran, and on what
         "compute": {**compute_facts(ctx.training.bf16), **({"precision": None} if not uses.uses_model else {})},
         "n_rows": len(dataset),
+        "n_requested": n_requested,
+        "n_controlled": len(granted.controlled),
         "n_poisoned": len(changes),
         "n_skipped_input_rows": len(dataset.skipped),
         "input_content_sha256": dataset.content_hash(),
@@ -152,7 +170,30 @@ def poison_dataset(
         "selection": selection.details if selection else {},
         "changes": changes,
     }
+    if progress and len(changes) < n_requested:
+        print(shortfall_notice(granted, n_requested, len(changes)), file=sys.stderr, flush=True)
     return PoisonResult(PreferenceDataset(rows, dataset.source), manifest)
+
+
+def shortfall_notice(granted: Access, n_requested: int, n_poisoned: int) -> str:
+    return (
+        f"the attacker controls {len(granted.controlled)} of {granted.n_rows} pairs: poisoned {n_poisoned}, "
+        f"{n_requested - n_poisoned} fewer than the {n_requested} the ratio asks for (recorded in the manifest)"
+    )
+
+
+def _full_data_clean_adapter(
+    dataset: PreferenceDataset, model: str, training: DPOTrainingConfig | None, progress: bool
+) -> Path:
+    """The clean model of the whole data (cached, shared with unconstrained runs).
+
+    A constrained attacker's strategy sees only its rows, but its scoring model is the one an
+    unconstrained run uses (the threat model of 2406.12091: the attacker can train on clean data
+    like the victim's), so a sweep over constraints trains it once and scores only the rows it needs.
+    """
+    from poisonlab.training.clean_model import TrainedOn, clean_adapter_dir
+
+    return clean_adapter_dir(TrainedOn(dataset, model, training or DPOTrainingConfig(), None, progress))
 
 
 def write_poisoned(result: PoisonResult, out_dir: str | Path, input_path: str | Path | None) -> Path:

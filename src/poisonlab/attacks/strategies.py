@@ -29,7 +29,7 @@ from poisonlab.training.config import DPOTrainingConfig
 class SelectionContext:
     """What a strategy may use. ``model`` and ``training`` matter to model-based strategies only."""
 
-    dataset: PreferenceDataset
+    dataset: PreferenceDataset  # the pairs the attacker may poison: all, or those an access constraint leaves
     n_poison: int
     seed: int
     model: str = "tiny"

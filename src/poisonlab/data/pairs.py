@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# Per-row facts a reader keeps when the data has them (who labelled the row, when): the access
+# constraints of an attack (attacks/access.py) read them. They are not the pair's content.
+META_COLUMNS = ("annotator", "timestamp")
 
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """One preference pair in TRL's standard format, plus a stable content id."""
+    """One preference pair in TRL's standard format, plus a stable content id.
+
+    ``meta`` holds the row's :data:`META_COLUMNS` values as read (or ``None``). It is not content:
+    ``to_row``, equality and every hash leave it out, so datasets hash and write as before.
+    """
 
     id: str
     prompt: str
     chosen: str
     rejected: str
+    meta: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def to_row(self) -> dict[str, str]:
-        return asdict(self)
+        return {"id": self.id, "prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
 
-    def with_(self, **changes: str) -> PreferencePair:
+    def with_(self, **changes: Any) -> PreferencePair:
         return replace(self, **changes)
 
 

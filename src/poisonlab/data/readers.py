@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poisonlab.data.dialogue import from_messages, split_final_reply
-from poisonlab.data.pairs import PreferenceDataset, SkippedRow, assign_ids
+from poisonlab.data.pairs import META_COLUMNS, PreferenceDataset, SkippedRow, assign_ids
 from poisonlab.errors import InputError
 from poisonlab.wording import plural
 
@@ -146,6 +146,7 @@ def _from_records(
 ) -> PreferenceDataset:
     rows: list[tuple[str, str, str]] = []
     given_ids: list[str | None] = []
+    metas: list[dict[str, Any] | None] = []
     seen_ids: set[str] = set()
     skipped: list[SkippedRow] = []
     for number, record in records:
@@ -156,6 +157,7 @@ def _from_records(
             given = _given_id(record, seen_ids)
             rows.append(parsed)
             given_ids.append(given)
+            metas.append(_meta(record))
         except RowError as exc:
             if on_error == "raise":
                 where = f"{unit} {number}" if unit != "line" else None
@@ -180,7 +182,14 @@ def _from_records(
     pairs = assign_ids(rows)
     # A file poisonlab wrote keeps its ids, so manifests, scores and detections still match.
     pairs = [p if given is None else p.with_(id=given) for p, given in zip(pairs, given_ids)]
+    pairs = [p if meta is None else p.with_(meta=meta) for p, meta in zip(pairs, metas)]
     return PreferenceDataset(pairs, str(path), skipped)
+
+
+def _meta(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The row's annotator / timestamp as given (checked only by whoever uses them, so no file stops loading)."""
+    meta = {key: record[key] for key in META_COLUMNS if record.get(key) is not None}
+    return meta or None
 
 
 def _given_id(record: dict[str, Any], seen: set[str]) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
@@ -55,6 +56,10 @@ class ExperimentConfig(BaseModel):
     selection: SelectionConfig = Field(
         default_factory=SelectionConfig,
         description="Options of gradient-projection and semantic-diversity (candidate_share, n_clusters, ...).",
+    )
+    access: AccessConfig = Field(
+        default_factory=AccessConfig,
+        description="Rows the attacker controls (annotator_share, window, labels_only, ...); default: every row.",
     )
     preset: Preset = Field("cpu", description="Training preset: cpu (default) or paper (2406.12091's values).")
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
@@ -160,6 +165,20 @@ class ExperimentConfig(BaseModel):
         from poisonlab.attacks.triggers import check_position
 
         return check_position(name)
+
+    @field_validator("access")
+    @classmethod
+    def _access_allows_attacks(cls, access: AccessConfig, info: ValidationInfo) -> AccessConfig:
+        from poisonlab.attacks.access import check_labels_only
+        from poisonlab.attacks.inject import attack_facts
+        from poisonlab.errors import InputError
+
+        for attack in info.data.get("attacks", []):  # at config load, not after the clean run
+            try:
+                check_labels_only(access, attack, attack_facts(attack).inserts_trigger)
+            except InputError as exc:
+                raise ValueError(exc.message) from None
+        return access
 
     @field_validator("ratios")
     @classmethod

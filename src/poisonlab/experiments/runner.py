@@ -342,6 +342,7 @@ def _run_one(
             clean_adapter=clean_adapter,  # model-based strategies score with the clean run's adapter
             progress=progress,
             selection=config.selection,
+            access=config.access,
         )
         manifest = json.loads((write_poisoned(result, folder / "poison", None) / "manifest.json").read_text())
         data, n_poisoned = result.dataset, manifest["n_poisoned"]
