@@ -26,6 +26,7 @@ LEVELS = {
     "evaluation": 6,
     "reports": 7,
     "watermarks": 7,
+    "audits": 7,
     "experiments": 8,
     "cli": 9,
 }
