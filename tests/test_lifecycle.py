@@ -114,6 +114,8 @@ def test_a_rerun_reads_every_finished_model_back(lifecycle):
     again = run_lifecycle(config, progress=False)
     assert [r.metrics for r in again] == [r.metrics for r in rows]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("adapter_model.safetensors")} == stamps
+    shown = CliRunner().invoke(app, ["show", str(out)])  # the tables again, from the folder alone
+    assert shown.exit_code == 0 and "lifecycle: refusal@heldout after each stage" in shown.output
 
 
 def test_another_lifecycle_in_the_same_folder_is_refused(lifecycle):

@@ -7,6 +7,7 @@ input exits with status 2 and a one-line message naming file, line and field.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -678,6 +679,14 @@ def show(folder: Path = typer.Argument(..., help="A study's results folder (what
     from poisonlab.experiments import saved_study
     from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
 
+    if (folder / "lifecycle.json").exists():  # a lifecycle study: its rows, per metric
+        from poisonlab.experiments.lifecycle import StageResult
+        from poisonlab.reports.lifecycle import lifecycle_table
+
+        rows = [StageResult(**row) for row in json.loads((folder / "lifecycle.json").read_text())]
+        for key in dict.fromkeys(k for row in rows for k in row.metrics):
+            console.print(lifecycle_table(rows, key))
+        return
     config, results = saved_study(folder)
     runs = config.runs()
     console.print(
