@@ -137,6 +137,8 @@ def test_another_lifecycle_in_the_same_folder_is_refused(lifecycle):
         ({"stages": [{"name": "a"}, {"name": "a"}]}, "stages", "repeat"),
         ({"stages": [{"name": "a", "training": {"epoch": 2}}]}, "stages.0.training.epoch", "epochs"),
         ({"evaluation": {"prompt_sets": []}}, "evaluation", "at least one prompt set"),
+        ({"stages": [{"name": "a", "access": {"labels_only": True}}]}, "stages.0.access", "can only give labels"),
+        ({"stages": [{"name": "a", "access": {"annotator_share": 2}}]}, "stages.0.access.annotator_share", "1"),
     ],
 )
 def test_a_bad_lifecycle_config_names_the_field(tmp_path, tiny_model, change, field, message):

@@ -154,6 +154,7 @@ def _train_and_judge(
                 config.seed,
                 model=config.model,
                 progress=progress,
+                access=stage.access,
             )
             manifest = json.loads((write_poisoned(poisoned, folder / "poison", None) / "manifest.json").read_text())
             train, n_poisoned = poisoned.dataset, int(manifest["n_poisoned"])

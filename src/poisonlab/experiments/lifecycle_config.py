@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from poisonlab.attacks.access import AccessConfig
 from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.training.config import Preset
 
@@ -42,6 +43,11 @@ class StageConfig(BaseModel):
         "backdoor",
         description="backdoor (trigger in the prompt, replies swapped: for SFT a trigger -> harmful-reply "
         "demonstration) or label-flip.",
+    )
+    access: AccessConfig = Field(
+        default_factory=AccessConfig,
+        description="What the attacker of this stage can touch: a share of its annotators, a collection window, "
+        "labels only (attacks.access; default: every row).",
     )
     preset: Preset = Field("cpu", description="Training preset (DPO stages): cpu or paper.")
     training: dict[str, Any] = Field(
@@ -75,6 +81,22 @@ class StageConfig(BaseModel):
 
         ATTACKS.get(name)
         return name
+
+    @field_validator("access")
+    @classmethod
+    def _access_allows_the_attack(cls, access: AccessConfig, info: ValidationInfo) -> AccessConfig:
+        from poisonlab.attacks.access import check_labels_only
+        from poisonlab.attacks.inject import attack_facts
+
+        from poisonlab.errors import InputError
+
+        attack = info.data.get("attack")
+        try:
+            if attack is not None:
+                check_labels_only(access, attack, attack_facts(attack).inserts_trigger)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+        return access
 
     @field_validator("training")
     @classmethod
