@@ -9,6 +9,7 @@ scan must be byte-identical to an uninterrupted study's, and results.json equal 
 
     python benchmarks/kill_points.py                      # 12 training kill points, 3 study kill points
     python benchmarks/kill_points.py --train-points 30 --study-points 6 --seed 1
+    python benchmarks/kill_points.py --poison-points --train-points 0 --study-points 0   # dpo-score poisoning
 
 Then two ``poisonlab run`` processes are started on one study folder at once: both must finish, and
 the study must be byte-identical to one run alone (the per-run locks share the work between them).
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from crash_points import STEPS, kill_at, train_command
+from crash_points import POISON_POINTS, STEPS, first, kill_at, kill_when, poison_command, train_command
 
 from poisonlab.data import synthetic_pairs, write_pairs
 from poisonlab.errors import InputError
@@ -139,15 +140,43 @@ def concurrent_study(folder: Path) -> bool:
     return same and all(p.returncode == 0 for p in processes)
 
 
+def poison_points(folder: Path) -> tuple[int, int]:
+    """Every kill point of ``poison --strategy dpo-score`` (crash_points.POISON_POINTS), each in a fresh cache."""
+    from poisonlab.models import resolve_model
+
+    data = folder / "poison-data.jsonl"
+    write_pairs(synthetic_pairs(n=64), data)
+    model = str(resolve_model("tiny"))
+    env = {**ENV, "POISONLAB_CACHE": str(folder / "poison-cache-ref")}
+    subprocess.run(poison_command(data, folder / "poison-ref", model), env=env, check=True, capture_output=True)
+    expected = {n: (folder / "poison-ref" / n).read_bytes() for n in ("data.jsonl", "manifest.json")}
+    survived = killed = 0
+    for index, (pattern, delay) in enumerate(POISON_POINTS):
+        cache, out = folder / f"poison-cache-{index}", folder / f"poison-{index}"
+        env = {**ENV, "POISONLAB_CACHE": str(cache)}
+        outcome = kill_when(poison_command(data, out, model), env, first(cache, pattern), delay)
+        killed += outcome == "killed"
+        if not (out / "manifest.json").exists():
+            subprocess.run(poison_command(data, out, model), env=env, check=True, capture_output=True)
+        same = {n: (out / n).read_bytes() for n in expected} == expected
+        survived += same
+        print(f"  poison kill point {index}: after {pattern}: {outcome}; re-run identical: {same}")
+    return killed, survived
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-points", type=int, default=12)
     parser.add_argument("--study-points", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--poison-points", action="store_true", help="also kill dpo-score poisoning at every point")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if "POISONLAB_CACHE" not in os.environ:
             ENV["POISONLAB_CACHE"] = str(Path(tmp) / "cache")
+        if args.poison_points:
+            killed, survived = poison_points(Path(tmp))
+            print(f"poisoning: {len(POISON_POINTS)} kill points, {killed} killed mid-run, {survived} re-runs identical")
         killed, survived = train_points(args.train_points, args.seed, Path(tmp))
         print(f"training: {args.train_points} kill points, {killed} killed mid-run, {survived} re-runs byte-identical")
         if args.study_points:

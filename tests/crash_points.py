@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # 48 pairs, batches of 8, 2 epochs: 12 optimizer steps, a checkpoint after each.
@@ -55,6 +56,48 @@ def kill_at(data: Path, out: Path, step: int, delay: float, timeout: float = 600
                 time.sleep(delay)
                 break
             time.sleep(0.02)
+        if process.poll() is not None:
+            return "finished first"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return "killed"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# ``poisonlab poison --strategy dpo-score``: (the file the kill waits for, relative to the run's own cache, then
+# seconds): during the clean model's training, between its end and the scores, right after the reference cache is
+# written, and once the scores are on disk (before the poisoned data and the manifest)
+POISON_POINTS = [
+    ("clean-dpo/*/adapter/checkpoint/state.json", 0.0),
+    ("clean-dpo/*/adapter/training_done.json", 0.0),
+    ("reference-logprobs/*/logprobs.npz", 0.0),
+    ("clean-dpo/*/dpo_scores.json", 0.0),
+]
+POISON_TRAINING = ["--epochs", "1", "--batch-size", "8", "--max-length", "64", "--max-reply-length", "32"]
+POISON_TRAINING += ["--save-steps", "1", "--threads", "1", "--bf16", "false"]
+
+
+def poison_command(data: Path, out: Path, model: str) -> list[str]:
+    flags = ["--strategy", "dpo-score", "--ratio", "0.1", "--model", model, *POISON_TRAINING]
+    return [sys.executable, "-m", "poisonlab.cli", "poison", "--data", str(data), "--out", str(out), *flags]
+
+
+def first(folder: Path, pattern: str) -> Callable[[], bool]:
+    """A readiness check: some file matching ``pattern`` exists under ``folder``."""
+    return lambda: next(folder.glob(pattern), None) is not None
+
+
+def kill_when(command: list[str], env: dict[str, str], ready: Callable[[], bool], delay: float) -> str:
+    """Start ``command``; once ``ready()`` holds, wait ``delay`` s and SIGKILL it. 'killed' or 'finished first'."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while process.poll() is None and time.monotonic() < deadline and not ready():
+            time.sleep(0.02)
+        time.sleep(delay)
         if process.poll() is not None:
             return "finished first"
         process.send_signal(signal.SIGKILL)

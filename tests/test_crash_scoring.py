@@ -9,20 +9,19 @@ cache hit. The base model is the session's ``tiny`` folder, passed by path, so n
 from __future__ import annotations
 
 import os
-import signal
+import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from crash_points import POISON_POINTS, POISON_TRAINING, first, kill_when, poison_command
 
 from poisonlab.data import synthetic_pairs, write_pairs
 
 pytestmark = pytest.mark.slow
-TRAINING = ["--epochs", "1", "--batch-size", "8", "--max-length", "64", "--max-reply-length", "32"]
-TRAINING += ["--save-steps", "1", "--threads", "1", "--bf16", "false"]
+TRAINING = POISON_TRAINING
 
 
 def _cli(*args: str) -> list[str]:
@@ -31,25 +30,6 @@ def _cli(*args: str) -> list[str]:
 
 def _env(cache: Path) -> dict[str, str]:
     return {**os.environ, "POISONLAB_CACHE": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _kill_when(command: list[str], env: dict[str, str], ready: Callable[[], bool], delay: float) -> str:
-    """Start ``command``; once ``ready()`` holds, wait ``delay`` s and SIGKILL it. 'killed' or 'finished first'."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while process.poll() is None and time.monotonic() < deadline and not ready():
-            time.sleep(0.02)
-        time.sleep(delay)
-        if process.poll() is not None:
-            return "finished first"
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return "killed"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _run(command: list[str], env: dict[str, str]) -> None:
@@ -71,43 +51,25 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-def _poison(data: Path, out: Path, model: str) -> list[str]:
-    flags = ["--strategy", "dpo-score", "--ratio", "0.1", "--model", model]
-    return _cli("poison", "--data", str(data), "--out", str(out), *flags, *TRAINING)
-
-
-def _first(cache: Path, pattern: str) -> Callable[[], bool]:
-    return lambda: next(cache.glob(pattern), None) is not None
-
-
-# (what the kill waits for, then how long): during the clean model's training, between its end and the scores,
-# right after the reference cache is written, and after the scores are on disk (before the manifest)
-POISON_POINTS = [
-    ("clean-dpo/*/adapter/checkpoint/state.json", 0.0),
-    ("clean-dpo/*/adapter/training_done.json", 0.0),
-    ("reference-logprobs/*/logprobs.npz", 0.0),
-    ("clean-dpo/*/dpo_scores.json", 0.0),
-]
-
-
 def test_dpo_score_poisoning_killed_anywhere_reruns_to_the_same_bytes(data, tiny_folder, tmp_path):
+    # a seeded sample of the kill points; benchmarks/kill_points.py --poison-points runs them all
     whole = tmp_path / "whole"
-    _run(_poison(data, whole, tiny_folder), _env(tmp_path / "cache-whole"))
+    _run(poison_command(data, whole, tiny_folder), _env(tmp_path / "cache-whole"))
     expected = {name: (whole / name).read_bytes() for name in ("data.jsonl", "manifest.json")}
     outcomes = []
-    for number, (pattern, delay) in enumerate(POISON_POINTS):
+    for number, (pattern, delay) in enumerate(random.Random(3).sample(POISON_POINTS, 2)):
         cache, out = tmp_path / f"cache-{number}", tmp_path / f"killed-{number}"
-        outcome = _kill_when(_poison(data, out, tiny_folder), _env(cache), _first(cache, pattern), delay)
+        outcome = kill_when(poison_command(data, out, tiny_folder), _env(cache), first(cache, pattern), delay)
         outcomes.append(outcome)
         if not (out / "manifest.json").exists():  # written last: where it exists the run had finished
-            _run(_poison(data, out, tiny_folder), _env(cache))
+            _run(poison_command(data, out, tiny_folder), _env(cache))
         assert {name: (out / name).read_bytes() for name in expected} == expected, pattern
-    assert outcomes.count("killed") >= 3, outcomes  # the points are real kills, not runs that ended first
+    assert "killed" in outcomes, outcomes  # the points are real kills, not runs that ended first
     # killed between the data and the manifest: the rerun is not refused as "holds results", it finishes the run
     out = tmp_path / "between"
     out.mkdir()
     (out / "data.jsonl").write_bytes(expected["data.jsonl"][:100])
-    _run(_poison(data, out, tiny_folder), _env(tmp_path / "cache-0"))
+    _run(poison_command(data, out, tiny_folder), _env(tmp_path / "cache-whole"))
     assert {name: (out / name).read_bytes() for name in expected} == expected
 
 
@@ -134,7 +96,7 @@ def test_judging_killed_mid_way_reruns_to_the_same_bytes(data, tiny_folder, tmp_
     killed = tmp_path / "killed"
     started = []
     for share in (0.6, 0.85):  # while the reward model loads or scores
-        started.append(_kill_when(judge(killed), env, lambda: True, share * took))
+        started.append(kill_when(judge(killed), env, lambda: True, share * took))
         if not (killed / "metrics.json").exists():
             assert not (killed / "judgments.jsonl").exists() or started[-1] == "finished first"
     _run(judge(killed), env)
