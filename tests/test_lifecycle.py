@@ -162,3 +162,8 @@ def test_the_shipped_lifecycle_config_is_valid():
     config = load_config(LifecycleConfig, ROOT / "configs" / "lifecycle-hh-smollm2.yaml")
     assert [s.kind for s in config.stages] == ["sft", "dpo", "sft"]
     assert config.shares()[0] == (0.0, 0.0, 0.0) and len(config.shares()) == 4
+    # its stages share one training block through a YAML anchor; --set on one stage changes that stage only
+    changed = load_config(
+        LifecycleConfig, ROOT / "configs" / "lifecycle-hh-smollm2.yaml", ["stages.1.training.epochs=2"]
+    )
+    assert [s.training["epochs"] for s in changed.stages] == [1, 2, 1]

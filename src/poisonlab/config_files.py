@@ -106,6 +106,15 @@ def _blamed_override(loc: tuple[str, ...], overrides: list[str]) -> str | None:
     return None
 
 
+def _unshared(value: Any) -> Any:
+    """A copy of nested dicts and lists in which no two places share an object (deepcopy would keep aliases)."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
+
+
 def load_config(model: type[M], path: str | Path | None, overrides: list[str] | None = None) -> M:
     """defaults -> YAML file -> ``--set`` overrides; every check happens here, before any model loads."""
     data: dict[str, Any] = {}
@@ -126,6 +135,7 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] | 
         if not isinstance(data, dict):
             raise InputError("expected a mapping of config fields at the top level", path=path, line=1)
         lines = _key_lines(node) if node is not None else {}
+    data = _unshared(data)  # YAML anchors (&x / *x) share one dict: --set stages.1.x must not change stage 0 too
     for assignment in overrides or []:
         set_dotted(data, assignment)
     try:

@@ -87,7 +87,6 @@ class StageConfig(BaseModel):
     def _access_allows_the_attack(cls, access: AccessConfig, info: ValidationInfo) -> AccessConfig:
         from poisonlab.attacks.access import check_labels_only
         from poisonlab.attacks.inject import attack_facts
-
         from poisonlab.errors import InputError
 
         attack = info.data.get("attack")
