@@ -5,7 +5,7 @@ model trained with the k amplifying pairs flipped, of k random flips (mean over 
 changes), of the k corrective pairs reversed; clean preference accuracy of each on held-out pairs.
 Everything comes from ``run_bias_audit`` (``out/audit.json``); adapters resume under ``out/runs``.
 
-    POISONLAB_CACHE=/work/cache PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bias_audit.py
+    OMP_NUM_THREADS=1 python benchmarks/bias_audit.py
     ... python benchmarks/bias_audit.py --ks 16 --seeds 2 --pairs 200 --epochs 3   # a few minutes
 """
 

@@ -8,7 +8,7 @@ interval. Clean cost: mean NLL per reply token on held-out clean pairs, watermar
 Survival: SFT with the watermark, then a clean DPO stage started from it (``init=[sft]``), verified with
 adapters [sft, dpo]; it needs ``train_dpo(init=...)``, and prints a TODO where that is missing.
 
-    POISONLAB_CACHE=/work/cache PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/watermark.py
+    OMP_NUM_THREADS=1 python benchmarks/watermark.py
     ... python benchmarks/watermark.py --ks 4 --seeds 0 --keys 20            # a minute
 
 Everything lands under ``--out`` (default runs/watermark) and training resumes; results.json holds
