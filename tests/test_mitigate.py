@@ -53,10 +53,17 @@ def test_mitigations_added_to_a_finished_study_run_alone(study):
     config, results, out = study
     adapter = out / "runs" / "random-backdoor-0.1" / "adapter" / "adapter_model.safetensors"
     before = adapter.stat().st_mtime_ns
-    more = config.model_copy(update={"mitigations": [*config.mitigations, "loss:ipo"]})
+    more = config.model_copy(update={"mitigations": [*config.mitigations, "remove:trigger-mining-reply", "loss:ipo"]})
     again = run_experiment(more, progress=False)
     poisoned = next(r for r in again if r.ratio > 0)
-    assert set(poisoned.mitigations) == {*config.mitigations, "loss:ipo"}
+    assert set(poisoned.mitigations) == {*config.mitigations, "remove:trigger-mining-reply", "loss:ipo"}
+    # the detector flags exactly the poison here, so removal keeps the oracle's data: its adapter is reused
+    removal = poisoned.mitigations["remove:trigger-mining-reply"]
+    assert removal["n_removed"] == removal["n_poison_removed"] == poisoned.n_poisoned
+    assert removal["same_data_as"] == "oracle"
+    assert not (
+        out / "runs" / "random-backdoor-0.1" / "mitigations" / "remove-trigger-mining-reply" / "adapter"
+    ).exists()
     assert poisoned.mitigations["oracle"] == next(r for r in results if r.ratio > 0).mitigations["oracle"]
     assert adapter.stat().st_mtime_ns == before  # the poisoned run was not trained again
     saved = json.loads((out / "runs" / "random-backdoor-0.1" / "mitigations" / "loss-ipo" / "result.json").read_text())

@@ -87,14 +87,28 @@ def folder_name(spec: str) -> str:
 
 
 def _retrain(ctx: MitigationContext, kept: PreferenceDataset, out: Path, **training: Any) -> Path:
+    """Train on ``kept``, or reuse a sibling mitigation's adapter trained on byte-identical data with the same
+    settings (a detector that flags exactly the poison keeps the oracle's data: training is deterministic)."""
+    from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, training_settings
+
     config = ctx.config.training_config().model_copy(update=training)
+    wanted = training_settings(ctx.config.model, config, kept)
+    for sibling in sorted((ctx.folder / "mitigations").glob("*/adapter")):
+        if sibling.parent == out or not (sibling / DONE_MARKER).exists():
+            continue
+        saved = json.loads((sibling / SETTINGS_FILE).read_text())
+        if all(saved.get(k) == v for k, v in wanted.items() if k not in NOT_COMPARED):
+            return sibling
     return Path(train_dpo(ctx.config.model, kept, config, out / "adapter", progress=False).adapter_dir)
 
 
 def _removal(ctx: MitigationContext, kept: PreferenceDataset, out: Path) -> Mitigated:
     removed = {p.id for p in ctx.data} - {p.id for p in kept}
-    details = {"n_removed": len(removed), "n_poison_removed": len(removed & set(ctx.poisoned_ids))}
-    return Mitigated(_retrain(ctx, kept, out), [], details)
+    details: dict[str, Any] = {"n_removed": len(removed), "n_poison_removed": len(removed & set(ctx.poisoned_ids))}
+    adapter = _retrain(ctx, kept, out)
+    if adapter.parent != out:
+        details["same_data_as"] = adapter.parent.name  # the mitigation whose adapter this one reuses
+    return Mitigated(adapter, [], details)
 
 
 @MITIGATIONS.register("oracle", facts=MitigationFacts(retrains=True, needs_detector=False))
