@@ -87,13 +87,14 @@ def folder_name(spec: str) -> str:
 
 
 def _retrain(ctx: MitigationContext, kept: PreferenceDataset, out: Path, **training: Any) -> Path:
-    """Train on ``kept``, or reuse a sibling mitigation's adapter trained on byte-identical data with the same
-    settings (a detector that flags exactly the poison keeps the oracle's data: training is deterministic)."""
+    """Train on ``kept``, or reuse an adapter trained on byte-identical data with the same settings: the run's
+    own (a detector that flags nothing keeps the poisoned data) or a sibling mitigation's (one that flags
+    exactly the poison keeps the oracle's data). Training is seeded and deterministic."""
     from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED, SETTINGS_FILE, training_settings
 
     config = ctx.config.training_config().model_copy(update=training)
     wanted = training_settings(ctx.config.model, config, kept)
-    for sibling in sorted((ctx.folder / "mitigations").glob("*/adapter")):
+    for sibling in [ctx.adapter, *sorted((ctx.folder / "mitigations").glob("*/adapter"))]:
         if sibling.parent == out or not (sibling / DONE_MARKER).exists():
             continue
         saved = json.loads((sibling / SETTINGS_FILE).read_text())
@@ -106,7 +107,9 @@ def _removal(ctx: MitigationContext, kept: PreferenceDataset, out: Path) -> Miti
     removed = {p.id for p in ctx.data} - {p.id for p in kept}
     details: dict[str, Any] = {"n_removed": len(removed), "n_poison_removed": len(removed & set(ctx.poisoned_ids))}
     adapter = _retrain(ctx, kept, out)
-    if adapter.parent != out:
+    if adapter == ctx.adapter:
+        details["same_data_as"] = "none"  # nothing removed: the poisoned run's own adapter
+    elif adapter.parent != out:
         details["same_data_as"] = adapter.parent.name  # the mitigation whose adapter this one reuses
     return Mitigated(adapter, [], details)
 
