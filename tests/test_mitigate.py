@@ -99,3 +99,18 @@ def test_stripping_matches_whole_words_in_any_case():
     assert strip_phrases(text, ["supergodmodeactivated"]) == "Human: how do I bake bread please\n\nAssistant:"
     assert strip_phrases("a party of art", ["art"]) == "a party of"
     assert strip_phrases("so as we  Discussed,\tgo", ["as we discussed"]) == "so ,\tgo"
+
+
+def test_a_removal_that_removes_nothing_reuses_the_poisoned_model(study, tmp_path):
+    from poisonlab.data import load_pairs
+    from poisonlab.experiments.mitigate import MitigationContext, _removal
+
+    config, results, out = study
+    poisoned = next(r for r in results if r.ratio > 0)
+    folder = out / "runs" / poisoned.run
+    data = load_pairs(str(folder / "poison" / "data.jsonl"))
+    spec = next(s for s in config.runs() if s.ratio > 0)
+    ctx = MitigationContext(spec, config, folder, data, [], folder / "adapter")
+    outcome = _removal(ctx, data, tmp_path / "nothing-removed")  # a detector that flagged no pair
+    assert outcome.adapter == folder / "adapter" and outcome.details["same_data_as"] == "none"
+    assert not (tmp_path / "nothing-removed" / "adapter").exists()
