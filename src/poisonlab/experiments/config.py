@@ -17,6 +17,7 @@ from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
+from poisonlab.experiments.fields import ModelName, TriggerText
 from poisonlab.training.config import DPOTrainingConfig, Preset
 
 
@@ -29,7 +30,7 @@ class ExperimentConfig(BaseModel):
     out: str | None = Field(None, description="Results folder; default runs/<name>.")
     data: str = Field("synthetic", description="Preference data: a file, a datasets folder, hub:NAME, or synthetic.")
     skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
-    model: str = Field("tiny", description="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
+    model: ModelName = Field("tiny", description="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
     seed: int = Field(0, description="Seeds the split, the selection, the trigger placement and training.")
     seeds: list[int] | None = Field(
         None,
@@ -47,7 +48,7 @@ class ExperimentConfig(BaseModel):
         default_factory=list,
         description="Run names to leave out of the grid, shell patterns allowed (e.g. 'semantic-*-label-flip-*').",
     )
-    trigger: str = Field("SuperGodModeActivated", description="Trigger string (the paper's default).")
+    trigger: TriggerText = Field("SuperGodModeActivated", description="Trigger string (the paper's default).")
     trigger_position: str = Field(
         "last-human",
         description="Where the trigger goes: last-human, end, start, random, or paper (the paper's code: "
@@ -96,28 +97,6 @@ class ExperimentConfig(BaseModel):
     mitigation_label_smoothing: float = Field(
         0.1, ge=0, lt=0.5, description="Assumed label-noise rate of loss:cdpo and loss:rdpo mitigations."
     )
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from poisonlab.errors import InputError
-        from poisonlab.models.loading import check_model_name
-
-        try:  # at config load: a typo must fail before the results folder is touched
-            return check_model_name(name)
-        except InputError as exc:
-            raise ValueError(exc.message) from None
-
-    @field_validator("trigger")
-    @classmethod
-    def _usable_trigger(cls, trigger: str) -> str:
-        from poisonlab.attacks.triggers import check_trigger
-        from poisonlab.errors import InputError
-
-        try:
-            return check_trigger(trigger)
-        except InputError as exc:
-            raise ValueError(exc.message.replace("--trigger", "trigger:")) from None
 
     @field_validator("heldout")
     @classmethod

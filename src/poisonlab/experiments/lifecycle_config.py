@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.evaluation.config import EvaluationConfig
+from poisonlab.experiments.fields import ModelName, TriggerText
 from poisonlab.training.config import Preset
 
 PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -123,11 +124,13 @@ class LifecycleConfig(BaseModel):
 
     name: str = Field("lifecycle", pattern=PLAIN_NAME, description="Names the results folder (runs/<name>).")
     out: str | None = Field(None, description="Results folder; default runs/<name>.")
-    model: str = Field("tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder or Hub id.")
+    model: ModelName = Field(
+        "tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder or Hub id."
+    )
     seed: int = Field(0, description="Seeds every stage's split, poison selection, trigger placement and training.")
     heldout: float = Field(0.2, gt=0, description="Held-out share (<1) or count (>=1) of each stage's data.")
     skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
-    trigger: str = Field("SuperGodModeActivated", description="The trigger every poisoned stage plants.")
+    trigger: TriggerText = Field("SuperGodModeActivated", description="The trigger every poisoned stage plants.")
     trigger_position: str = Field(
         "last-human", description="Where the trigger goes: last-human, end, start or random (a fixed placement)."
     )
@@ -142,28 +145,6 @@ class LifecycleConfig(BaseModel):
     evaluation: EvaluationConfig = Field(
         ..., description="What the model says after every stage: prompt sets, judges, decoding (as in a study)."
     )
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from poisonlab.errors import InputError
-        from poisonlab.models.loading import check_model_name
-
-        try:
-            return check_model_name(name)
-        except InputError as exc:
-            raise ValueError(exc.message) from None
-
-    @field_validator("trigger")
-    @classmethod
-    def _usable_trigger(cls, trigger: str) -> str:
-        from poisonlab.attacks.triggers import check_trigger
-        from poisonlab.errors import InputError
-
-        try:
-            return check_trigger(trigger)
-        except InputError as exc:
-            raise ValueError(exc.message.replace("--trigger", "trigger:")) from None
 
     @field_validator("trigger_position")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from poisonlab.experiments.fields import ModelName
 from poisonlab.training.config import Preset
 
 PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -38,7 +39,9 @@ class ProbeConfig(BaseModel):
 
     name: str = Field("probes", pattern=PLAIN_NAME, description="Names the results folder (runs/<name>).")
     out: str | None = Field(None, description="Results folder; default runs/<name>.")
-    model: str = Field("tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder or Hub id.")
+    model: ModelName = Field(
+        "tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder or Hub id."
+    )
     data: str = Field(
         "synthetic", description="Preference data: a file, a datasets folder, hub:NAME, or synthetic (built in)."
     )
@@ -81,17 +84,6 @@ class ProbeConfig(BaseModel):
         description="Training overrides per stage kind, e.g. {sft: {learning_rate: 0.01}, dpo: {epochs: 2}} "
         "(fields of poisonlab train sft/dpo).",
     )
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from poisonlab.errors import InputError
-        from poisonlab.models.loading import check_model_name
-
-        try:
-            return check_model_name(name)
-        except InputError as exc:
-            raise ValueError(exc.message) from None
 
     @field_validator("heldout")
     @classmethod
