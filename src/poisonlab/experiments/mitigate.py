@@ -30,7 +30,7 @@ from poisonlab.data.readers import load_pairs
 from poisonlab.defenses import poisoned_ids_from_manifest
 from poisonlab.defenses.scan import kept_file_name, parse_spec
 from poisonlab.errors import InputError
-from poisonlab.evaluation.preference import evaluate_preferences, write_metrics
+from poisonlab.evaluation.preference import write_metrics
 from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.io import atomic_write_json
 from poisonlab.registry import Registry
@@ -160,7 +160,7 @@ def mitigate_run(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Every mitigation of ``config.mitigations`` that ``done`` lacks, evaluated against ``twin``; all of them."""
-    from poisonlab.experiments.runner import folder_metrics
+    from poisonlab.experiments.runner import evaluate_heldout, folder_metrics
 
     results = dict(done or {})
     manifest = folder / "poison" / "manifest.json"
@@ -168,7 +168,6 @@ def mitigate_run(
     ctx = MitigationContext(
         spec, config, folder, load_pairs(str(data_file)), poisoned_ids_from_manifest(manifest, data_file), adapter
     )
-    training = config.training_config()
     for mitigation in config.mitigations:
         if mitigation in results:
             continue
@@ -180,21 +179,7 @@ def mitigate_run(
         out.mkdir(parents=True, exist_ok=True)
         name, argument = parse_mitigation(mitigation)
         outcome = MITIGATIONS.get(name)(ctx, argument, out)
-        evaluation = evaluate_preferences(
-            config.model,
-            heldout,
-            outcome.adapter,
-            config.trigger,
-            spec.trigger_position,
-            training.beta,
-            training.max_length,
-            training.max_reply_length,
-            config.eval_batch_size,
-            training.bf16,
-            config.seed,
-            progress,
-            strip=outcome.strip,
-        )
+        evaluation = evaluate_heldout(config, heldout, outcome.adapter, spec.trigger_position, progress, outcome.strip)
         write_metrics(evaluation, out)
         metrics = folder_metrics(
             out, twin, config, heldout, [outcome.adapter], spec.trigger_position, progress, outcome.strip

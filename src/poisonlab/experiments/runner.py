@@ -286,20 +286,7 @@ def _run_one(
     training = config.training_config()
 
     def evaluate(adapter: str | Path) -> PreferenceMetrics:
-        return evaluate_preferences(
-            config.model,
-            heldout,
-            adapter,
-            config.trigger,
-            spec.trigger_position,
-            training.beta,
-            training.max_length,
-            training.max_reply_length,
-            config.eval_batch_size,
-            training.bf16,
-            config.seed,
-            progress,
-        )
+        return evaluate_heldout(config, heldout, adapter, spec.trigger_position, progress)
 
     if done.exists():
         if (folder / "adapter" / SETTINGS_FILE).exists():  # refuse a finished run trained otherwise
@@ -383,6 +370,34 @@ def _run_one(
     atomic_write_json(done, run.to_dict())
     record_checksums(folder)  # every file of the finished run, for poisonlab verify
     return run
+
+
+def evaluate_heldout(
+    config: ExperimentConfig,
+    heldout: PreferenceDataset,
+    adapter: str | Path,
+    position: str,
+    progress: bool,
+    strip: Sequence[str] = (),
+) -> PreferenceMetrics:
+    """The preference metrics of ``adapter`` on the study's held-out pairs, with the study's training settings
+    (beta, lengths, precision) and trigger; ``strip``: phrases removed from every prompt first."""
+    training = config.training_config()
+    return evaluate_preferences(
+        config.model,
+        heldout,
+        adapter,
+        config.trigger,
+        position,
+        training.beta,
+        training.max_length,
+        training.max_reply_length,
+        config.eval_batch_size,
+        training.bf16,
+        config.seed,
+        progress,
+        strip=strip,
+    )
 
 
 def _mitigate(

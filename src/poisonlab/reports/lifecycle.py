@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from poisonlab.reports.report import PAGE_HEAD
 from poisonlab.reports.results import save_figure
 
 
@@ -91,18 +92,9 @@ def lifecycle_table(rows: list[Any], key: str) -> Any:
     return table
 
 
-LIFECYCLE_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
-th {{ background: #f0f0f0; }}
-.figures img {{ margin: 0.3em; border: 1px solid #ddd; width: 60em; }}
-.reply {{ white-space: pre-wrap; max-width: 30em; }}
-.note {{ color: #555; font-size: 0.9em; }}
-</style></head><body>
-<h1>{title}</h1>
+LIFECYCLE_PAGE = (
+    PAGE_HEAD.replace("{figure_width}", "60em")
+    + """<h1>{title}</h1>
 <p class="note">{summary}</p>
 <h2>Does the poison survive the stages after it?</h2>
 <p class="note">After each stage, every poisoned model against the clean model of the same stage: backdoor
@@ -116,6 +108,7 @@ effect (the trigger's effect beyond the clean model's) and contamination (the ch
 {settings}
 </body></html>
 """
+)
 
 
 def lifecycle_page(out: Path) -> str:

@@ -208,18 +208,23 @@ RUN_COLUMNS = (
     "minutes",
 )
 
-PAGE = """<!DOCTYPE html>
+# The head of every poisonlab page: no script, no external stylesheet (the page is one self-contained file).
+PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
 th {{ background: #f0f0f0; }}
-.figures img {{ margin: 0.3em; border: 1px solid #ddd; width: 36em; }}
+.figures img {{ margin: 0.3em; border: 1px solid #ddd; width: {figure_width}; }}
 .reply {{ white-space: pre-wrap; max-width: 30em; }}
 .note {{ color: #555; font-size: 0.9em; }}
 </style></head><body>
-<h1>{title}</h1>
+"""
+
+PAGE = (
+    PAGE_HEAD.replace("{figure_width}", "36em")
+    + """<h1>{title}</h1>
 <p class="note">{summary}</p>
 <h2>Effect against poison ratio</h2>
 <p class="note">One line per selection strategy and attack (drawn slightly apart where they coincide);
@@ -239,6 +244,7 @@ clean_accuracy: share where it prefers the chosen reply without the trigger.</p>
 {settings}
 </body></html>
 """
+)
 
 
 def _detection(out: Path, row: dict[str, Any]) -> dict[str, Any] | None:
