@@ -47,24 +47,12 @@ def _checkpoint_step(out: Path) -> int:
 def kill_at(data: Path, out: Path, step: int, delay: float, timeout: float = 600) -> str:
     """Start training into ``out`` and SIGKILL it at (step, delay); return 'killed' or 'finished first'."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    process = subprocess.Popen(train_command(data, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    try:
-        while process.poll() is None and time.monotonic() < deadline:
-            claimed = (out / "training_config.json").exists()
-            if claimed and (step == 0 or _checkpoint_step(out) >= step):
-                time.sleep(delay)
-                break
-            time.sleep(0.02)
-        if process.poll() is not None:
-            return "finished first"
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return "killed"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+
+    def reached() -> bool:
+        claimed = (out / "training_config.json").exists()
+        return claimed and (step == 0 or _checkpoint_step(out) >= step)
+
+    return kill_when(train_command(data, out), env, reached, delay, timeout)
 
 
 # ``poisonlab poison --strategy dpo-score``: (the file the kill waits for, relative to the run's own cache, then
@@ -90,10 +78,12 @@ def first(folder: Path, pattern: str) -> Callable[[], bool]:
     return lambda: next(folder.glob(pattern), None) is not None
 
 
-def kill_when(command: list[str], env: dict[str, str], ready: Callable[[], bool], delay: float) -> str:
+def kill_when(
+    command: list[str], env: dict[str, str], ready: Callable[[], bool], delay: float, timeout: float = 300
+) -> str:
     """Start ``command``; once ``ready()`` holds, wait ``delay`` s and SIGKILL it. 'killed' or 'finished first'."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + timeout
     try:
         while process.poll() is None and time.monotonic() < deadline and not ready():
             time.sleep(0.02)

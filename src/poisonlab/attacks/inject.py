@@ -28,12 +28,10 @@ from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext, strategy_facts
 from poisonlab.attacks.triggers import check_trigger, get_trigger, insert_trigger, resolve_position, trigger_text
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
-from poisonlab.data.writer import write_pairs
+from poisonlab.data.writer import write_with_manifest
 from poisonlab.errors import InputError
 from poisonlab.hardware import compute_facts
-from poisonlab.io import atomic_write_json, sha256_path
 from poisonlab.models.loading import check_model_name
-from poisonlab.outputs import refuse_overwriting_inputs
 from poisonlab.registry import Registry
 from poisonlab.training.config import DPOTrainingConfig
 
@@ -198,10 +196,4 @@ def _full_data_clean_adapter(
 
 def write_poisoned(result: PoisonResult, out_dir: str | Path, input_path: str | Path | None) -> Path:
     """Write ``data.jsonl`` then ``manifest.json`` (last, so its presence means complete)."""
-    out = Path(out_dir)
-    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [input_path])
-    manifest = dict(result.manifest)
-    manifest["input_sha256"] = sha256_path(input_path) if input_path and Path(input_path).exists() else None
-    manifest["output_sha256"] = write_pairs(result.dataset, out / "data.jsonl")
-    atomic_write_json(out / "manifest.json", manifest)
-    return out
+    return write_with_manifest(result.dataset, result.manifest, out_dir, input_path)

@@ -24,10 +24,8 @@ import numpy as np
 from poisonlab import __version__
 from poisonlab.attacks.triggers import insert_trigger
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair, content_id
-from poisonlab.data.writer import write_pairs
+from poisonlab.data.writer import write_with_manifest
 from poisonlab.errors import InputError
-from poisonlab.io import atomic_write_json, sha256_path
-from poisonlab.outputs import refuse_overwriting_inputs
 from poisonlab.watermarks.key import WatermarkKey
 
 
@@ -107,10 +105,4 @@ def embed_watermark(dataset: PreferenceDataset, key: WatermarkKey, n: int | None
 
 def write_watermarked(result: EmbedResult, out_dir: str | Path, input_path: str | Path | None) -> Path:
     """Write ``data.jsonl`` then ``manifest.json`` (last: its presence means the folder is complete)."""
-    out = Path(out_dir)
-    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [input_path])
-    manifest = dict(result.manifest)
-    manifest["input_sha256"] = sha256_path(input_path) if input_path and Path(input_path).exists() else None
-    manifest["output_sha256"] = write_pairs(result.dataset, out / "data.jsonl")
-    atomic_write_json(out / "manifest.json", manifest)
-    return out
+    return write_with_manifest(result.dataset, result.manifest, out_dir, input_path)
