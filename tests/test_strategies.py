@@ -262,7 +262,7 @@ def test_experiment_grid_evaluates_each_run_where_its_trigger_went(monkeypatch, 
     class Trained:
         adapter_dir = "adapter"
 
-    def fake_evaluate(model, heldout, adapter, trigger, position, *args):
+    def fake_evaluate(model, heldout, adapter, trigger, position, *args, **kwargs):
         from poisonlab.evaluation.preference import PreferenceMetrics
 
         seen.setdefault(position, []).append(str(adapter))
