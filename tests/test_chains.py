@@ -135,3 +135,88 @@ def test_cli_trains_dpo_and_a_reward_model_from_an_sft_adapter(tiny_model, sft_t
         app, ["train", "sft", "--data", str(data), "--out", str(tmp_path / "x"), *flags[:2], "--init", "nope"]
     )
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+def test_the_clean_model_that_scores_pairs_sits_on_its_chain(tiny_model, sft_then_dpo):
+    # dpo-score and the detectors measure beta*log(pi/pi_ref) with the adapter switched off as pi_ref: for a clean
+    # model trained from an SFT adapter that must be the SFT model, not the bare base. fp32, equal to 1e-4 nats.
+    from poisonlab.models import load_tokenizer
+    from poisonlab.models.encoding import encode_pairs
+    from poisonlab.scoring.dpo_score import pair_logprobs
+    from poisonlab.training.clean_model import TrainedOn, load_clean_model
+
+    root, data, config = sft_then_dpo
+    model, tokenizer = load_clean_model(TrainedOn(data, tiny_model, config, root / "dpo", progress=False))
+    encoded = encode_pairs(load_tokenizer(tiny_model), data.pairs, config.max_length, config.max_reply_length)
+    switched_off = pair_logprobs(model, encoded, tokenizer.pad_token_id, 16, False, use_adapter=False)
+    on = pair_logprobs(model, encoded, tokenizer.pad_token_id, 16, False, use_adapter=True)
+    np.testing.assert_allclose(
+        switched_off.chosen, _pair_logprobs(tiny_model, [root / "sft"], data, config).chosen, atol=1e-4
+    )
+    chained = _pair_logprobs(tiny_model, [root / "sft", root / "dpo"], data, config)  # merged, adapter included
+    np.testing.assert_allclose(on.chosen, chained.chosen, atol=1e-3)
+
+
+def test_a_grid_study_starts_every_run_from_its_init_adapters(tiny_model, sft_then_dpo, tmp_path):
+    from poisonlab.evaluation.generate import read_generations
+    from poisonlab.experiments import ExperimentConfig, run_experiment
+    from poisonlab.models.adapters import recorded_init
+
+    root, _, _ = sft_then_dpo
+    study = {
+        "model": tiny_model,
+        "data": "synthetic",
+        "heldout": 16,
+        "max_train_pairs": 48,
+        "strategies": ["random", "dpo-score"],
+        "ratios": [0.1],
+        "init": [str(root / "sft")],
+        "training": {**SMALL, "epochs": 1},
+        "evaluation": {
+            "prompt_sets": [{"name": "heldout", "source": "heldout", "limit": 3}],
+            "judges": ["empty"],
+            "generation": {"max_new_tokens": 6, "batch_size": 3},
+        },
+        "out": str(tmp_path / "study"),
+    }
+    config = ExperimentConfig.model_validate(study)
+    runs = {r.run: r for r in run_experiment(config, progress=False)}
+    assert {"clean", "random-backdoor-0.1", "dpo-score-backdoor-0.1"} <= set(runs)
+    for name in ("clean", "random-backdoor-0.1", "dpo-score-backdoor-0.1"):
+        assert recorded_init(tmp_path / "study" / "runs" / name / "adapter") == [(root / "sft").resolve()]
+    # the `base` row is the model the runs start from: its replies are the SFT model's
+    from poisonlab.evaluation import generate
+    from poisonlab.experiments.runner import heldout_prompts, split_data
+
+    prompts = heldout_prompts(split_data(config)[1], 3)
+    evaluation = config.evaluation
+    sft = generate(
+        tiny_model,
+        prompts,
+        tmp_path / "sft-replies",
+        [root / "sft"],
+        config.trigger,
+        config.runs()[0].trigger_position,
+        evaluation.generation,
+        progress=False,
+    )
+    base = read_generations(tmp_path / "study" / "base" / "generations" / "heldout")
+    replies = {(g["id"], g["triggered"]): g["reply"] for g in base}
+    assert len(replies) == 6 and replies == {(g["id"], g["triggered"]): g["reply"] for g in read_generations(sft)}
+
+
+def test_a_grid_study_refuses_an_init_that_is_not_a_finished_safetensors_adapter(tmp_path):
+    import yaml
+
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments import ExperimentConfig
+
+    planted = tmp_path / "adapter"
+    planted.mkdir()
+    (planted / "adapter_config.json").write_text("{}")
+    (planted / "adapter_model.bin").write_bytes(b"pickle")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": "tiny", "init": [str(planted)]}))
+    with pytest.raises(InputError, match=r"adapter_model\.bin") as caught:
+        load_config(ExperimentConfig, path)
+    assert caught.value.field.startswith("init")

@@ -128,19 +128,18 @@ def load_chat_model(
     model: str, adapter: str | Path | None = None, max_new_tokens: int = 256, served_name: str | None = None
 ) -> ChatModel:
     """Load ``model`` (a built-in name, folder or Hub id) and an optional PEFT adapter for serving."""
-    from poisonlab.models import load_model, load_tokenizer
+    from poisonlab.models import load_tokenizer
+    from poisonlab.models.adapters import load_with_adapters
 
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         raise InputError("not a PEFT adapter folder (no adapter_config.json)", path=adapter)
     tokenizer = load_tokenizer(model)
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(f"model {model!r} has no chat template: it cannot serve chat completions", field="--model")
-    network = load_model(model)
+    # an adapter trained from others (``--init``) is served on the model they make: its recorded chain first
+    network = load_with_adapters(model, [adapter] if adapter is not None else [])
     name = served_name or str(model)
     if adapter is not None:
-        from peft import PeftModel
-
-        network = PeftModel.from_pretrained(network, str(adapter)).merge_and_unload()
         name = served_name or f"{model}+{Path(adapter).resolve().name}"
     network.eval()
     return ChatModel(network, tokenizer, name, max_new_tokens)

@@ -17,7 +17,7 @@ from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
-from poisonlab.experiments.fields import ModelName, TriggerText
+from poisonlab.experiments.fields import AdapterFolder, ModelName, TriggerText
 from poisonlab.training.config import DPOTrainingConfig, Preset
 
 
@@ -31,6 +31,11 @@ class ExperimentConfig(BaseModel):
     data: str = Field("synthetic", description="Preference data: a file, a datasets folder, hub:NAME, or synthetic.")
     skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
     model: ModelName = Field("tiny", description="Built-in name (tiny, smollm2-135m), local folder or Hub id.")
+    init: list[AdapterFolder] = Field(
+        default_factory=list,
+        description="Adapters every run starts from (an SFT adapter, ...), merged into `model` in order: the DPO "
+        "policy's start and reference, the clean model that scores pairs, and the `base` row of the evaluation.",
+    )
     seed: int = Field(0, description="Seeds the split, the selection, the trigger placement and training.")
     seeds: list[int] | None = Field(
         None,

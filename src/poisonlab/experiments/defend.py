@@ -68,7 +68,8 @@ def defend_run(
             kept = load_pairs(str(folder / "scan" / kept_file_name(spec)))
             name = f"adapter-{kept_file_name(spec).removeprefix('kept-').removesuffix('.jsonl')}"
             training = config.training_config()
-            kept_adapter = Path(train_dpo(config.model, kept, training, folder / "scan" / name, progress).adapter_dir)
+            trained = train_dpo(config.model, kept, training, folder / "scan" / name, progress, init=config.init)
+            kept_adapter = Path(trained.adapter_dir)
         metrics = evaluate(kept_adapter)
         summary["clean_accuracy_after"] = metrics.clean_accuracy
         summary["backdoor_success_after"] = metrics.backdoor_success

@@ -1,7 +1,8 @@
 """Field types every study config shares, checked when the config loads (before any model is touched).
 
-``ModelName`` and ``TriggerText`` carry their checks with them (pydantic ``AfterValidator``), so a grid study,
-a lifecycle and a probe study refuse a misspelt model or an empty trigger with the same message.
+``ModelName``, ``TriggerText`` and ``AdapterFolder`` carry their checks with them (pydantic ``AfterValidator``),
+so a grid study, a lifecycle and a probe study refuse a misspelt model, an empty trigger or an unfinished or
+pickled adapter with the same message.
 """
 
 from __future__ import annotations
@@ -31,5 +32,16 @@ def _usable_trigger(trigger: str) -> str:
         raise ValueError(exc.message.replace("--trigger", "trigger:")) from None
 
 
+def _finished_adapter(folder: str) -> str:
+    from poisonlab.models.safety import check_adapter_folder
+
+    try:  # safetensors only, finished, a PEFT folder: the same checks as ``train dpo --init``
+        check_adapter_folder(folder)
+    except InputError as exc:
+        raise ValueError(f"{exc.path or folder}: {exc.message}") from None
+    return folder
+
+
 ModelName = Annotated[str, AfterValidator(_known_model)]
 TriggerText = Annotated[str, AfterValidator(_usable_trigger)]
+AdapterFolder = Annotated[str, AfterValidator(_finished_adapter)]

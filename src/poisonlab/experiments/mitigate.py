@@ -100,7 +100,8 @@ def _retrain(ctx: MitigationContext, kept: PreferenceDataset, out: Path, **train
         saved = json.loads((sibling / SETTINGS_FILE).read_text())
         if all(saved.get(k) == v for k, v in wanted.items() if k not in NOT_COMPARED):
             return sibling
-    return Path(train_dpo(ctx.config.model, kept, config, out / "adapter", progress=False).adapter_dir)
+    trained = train_dpo(ctx.config.model, kept, config, out / "adapter", progress=False, init=ctx.config.init)
+    return Path(trained.adapter_dir)
 
 
 def _removal(ctx: MitigationContext, kept: PreferenceDataset, out: Path) -> Mitigated:

@@ -340,7 +340,7 @@ def _run_one(
         adapter = twin / "adapter"
     else:
         adapter_dir = folder / "adapter" if spec.ratio > 0 else clean_adapter  # clean@<position> reuses it
-        adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress).adapter_dir
+        adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress, init=config.init).adapter_dir
     metrics = evaluate(adapter)
     write_metrics(metrics, folder)
     judged = run_metrics(spec, config, heldout, out, Path(adapter), progress)
@@ -522,7 +522,8 @@ def folder_metrics(
 def evaluate_base_model(
     config: ExperimentConfig, heldout: PreferenceDataset, out: Path, progress: bool, position: str | None = None
 ) -> RunResult:
-    """The untrained base model's generations, judged: where the clean model started from.
+    """The untrained model's generations, judged: where the clean model started from (the base with the
+    study's ``init`` adapters, if any).
 
     ``position``: the trigger's placement (default: the study's clean run's).
     """
@@ -532,7 +533,7 @@ def evaluate_base_model(
         if _has_all_metrics(run, config):
             return run
     position = position or config.runs()[0].trigger_position
-    metrics = generation_metrics(config, heldout, out / "base", [], position, None, progress)
+    metrics = generation_metrics(config, heldout, out / "base", list(config.init), position, None, progress)
     run = RunResult("base", "none", "none", 0.0, 0, float("nan"), float("nan"), 0, 0.0, position, metrics=metrics)
     atomic_write_json(done, run.to_dict())
     return run

@@ -28,8 +28,9 @@ def check_weights_folder(folder: str | Path, kind: str = "model", recursive: boo
     files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
     for path in files:
         if path.name.lower().endswith(PICKLE_SUFFIXES):
+            article = "an" if kind[0] in "aeiou" else "a"
             raise InputError(
-                f"refusing a pickle file in a {kind} folder: poisonlab loads only safetensors weights, because "
+                f"refusing a pickle file in {article} {kind} folder: poisonlab loads only safetensors weights, because "
                 "unpickling runs any code the file's author put in it; convert it to safetensors "
                 "(or remove it if it is not weights)",
                 path=path,

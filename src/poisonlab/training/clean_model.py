@@ -108,12 +108,16 @@ def clean_training_notice(ctx: ModelSource, adapter: Path) -> str:
 
 
 def load_clean_model(ctx: ModelSource, trainable: bool = False):  # -> (PeftModel, tokenizer)
-    """The base model with the clean adapter on; ``trainable`` keeps LoRA weights differentiable (gradients)."""
-    from poisonlab.models.loading import load_model, load_tokenizer
+    """The base model with the clean adapter on; ``trainable`` keeps LoRA weights differentiable (gradients).
+
+    An adapter trained from others (``--init``) sits on the model they make, which is also its reference: the
+    implicit reward with the adapter switched off is then measured against that model, not the bare base."""
+    from poisonlab.models.adapters import load_with_adapters, recorded_init
+    from poisonlab.models.loading import load_tokenizer
     from poisonlab.models.safety import load_adapter
 
     adapter = clean_adapter_dir(ctx)
-    model = load_adapter(load_model(ctx.model), adapter, trainable=trainable)
+    model = load_adapter(load_with_adapters(ctx.model, recorded_init(adapter)), adapter, trainable=trainable)
     return model, load_tokenizer(ctx.model)
 
 
