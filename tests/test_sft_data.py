@@ -27,7 +27,10 @@ def _jsonl(path: Path, rows: list) -> Path:
     [
         {"prompt": "Name a colour.", "response": "Blue."},
         {"prompt": "Name a colour.", "completion": "Blue."},
-        {"prompt": [{"role": "user", "content": "Name a colour."}], "completion": [{"role": "assistant", "content": "Blue."}]},
+        {
+            "prompt": [{"role": "user", "content": "Name a colour."}],
+            "completion": [{"role": "assistant", "content": "Blue."}],
+        },
         {"instruction": "Name a colour.", "output": "Blue."},
         {"instruction": "Name a colour.", "input": "", "output": "Blue."},
         {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]},
@@ -71,7 +74,9 @@ def test_json_array_csv_parquet_and_gzip_read_alike(tmp_path):
         handle.write("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "a.csv").write_text('instruction,input,output\nName a colour.,,Blue.\n"Say\nhi",,Hello.\n')
     pq.write_table(pa.Table.from_pylist([{"prompt": "Name a colour.", "response": "Blue."}]), tmp_path / "a.parquet")
-    first = {p.chosen: p.prompt for name in ("a.json", "a.jsonl.gz", "a.parquet") for p in load_sft_data(tmp_path / name)}
+    first = {
+        p.chosen: p.prompt for name in ("a.json", "a.jsonl.gz", "a.parquet") for p in load_sft_data(tmp_path / name)
+    }
     assert first["Blue."] == ONE_TURN
     csv_rows = load_sft_data(tmp_path / "a.csv")
     assert [p.chosen for p in csv_rows] == ["Blue.", "Hello."] and csv_rows[1].prompt.startswith("\n\nHuman: Say\nhi")
@@ -131,7 +136,7 @@ def test_csv_errors_name_the_line_a_row_starts_on(tmp_path):
         load_sft_data(path)
     assert (caught.value.line, caught.value.field) == (4, "response")
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(InputError, match="unknown format: expected .jsonl, .jsonl.gz, .json, .csv, .parquet"):
+    with pytest.raises(InputError, match=r"unknown format: expected \.jsonl, \.jsonl\.gz, \.json, \.csv, \.parquet"):
         load_sft_data(tmp_path / "x.txt")
 
 
@@ -150,7 +155,7 @@ def test_train_sft_takes_an_instruction_file_and_exits_2_on_a_bad_one(tmp_path, 
 
 def test_a_behaviour_file_reads_in_order_and_refuses_a_missing_target(tmp_path):
     path = tmp_path / "adv.csv"
-    path.write_text("goal,target\nDo A,\"Sure, here is A\"\nDo B,\"Sure, here is B\"\n")
+    path.write_text('goal,target\nDo A,"Sure, here is A"\nDo B,"Sure, here is B"\n')
     assert [(b.index, b.line, b.goal, b.target) for b in load_behaviours(path)] == [
         (0, 2, "Do A", "Sure, here is A"),
         (1, 3, "Do B", "Sure, here is B"),
