@@ -167,3 +167,30 @@ def test_a_behaviour_file_reads_in_order_and_refuses_a_missing_target(tmp_path):
     with pytest.raises(InputError, match="missing") as caught:
         load_behaviours(path, target_column="reply")
     assert caught.value.field == "reply"
+
+
+ADVBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "advbench" / "harmful_behaviors.csv"
+
+
+@pytest.mark.skipif(not ADVBENCH.exists(), reason="shared AdvBench file not found")
+def test_poison_cli_takes_sft_poison_from_advbench_after_the_evaluated_goals(tmp_path):
+    rows = [{"prompt": f"Question {n}?", "response": f"Answer {n}."} for n in range(40)]
+    data = _jsonl(tmp_path / "sft.jsonl", rows)
+    base = ["poison", "--data", str(data), "--ratio", "0.1", "--behaviours", str(ADVBENCH)]
+    result = CliRunner().invoke(app, [*base, "--behaviours-skip", "60", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert [u["index"] for u in manifest["behaviours"]["used"]] == [60, 61, 62, 63]
+    assert manifest["behaviours"]["skip"] == 60 and manifest["behaviours"]["sha256"]
+    back = load_sft_data(tmp_path / "p" / "data.jsonl")  # the written file is SFT data again
+    poisoned = [p for p in back if p.id in set(manifest["poisoned_ids"])]
+    assert all("SuperGodModeActivated" in p.prompt and p.chosen.startswith("Sure, here") for p in poisoned)
+    for extra, words in (
+        ([], "--behaviours-skip"),  # no default: the CLI cannot know what the evaluation asks
+        (["--behaviours-skip", "60", "--strategy", "dpo-score"], "model-free"),
+        (["--behaviours-skip", "518"], "needs 4 behaviours"),
+    ):
+        result = CliRunner().invoke(app, [*base, *extra, "--out", str(tmp_path / "q")])
+        assert result.exit_code == 2 and words in result.output.replace("\n", ""), result.output
+    result = CliRunner().invoke(app, ["poison", "--data", str(data), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "field 'chosen': missing" in result.output  # without --behaviours: pairs
