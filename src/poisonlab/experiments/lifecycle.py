@@ -13,7 +13,9 @@ that agree on their first k stages share that folder, so the model after ``sft-0
 trained once whether a clean or a poisoned DPO follows. Every poisoned model is judged against the
 clean model of the same stage (its twin): ``backdoor_effect`` and ``contamination`` after each stage.
 A folder whose ``result.json`` exists is done; training resumes from checkpoints; so a rerun after a
-crash does only what is missing.
+crash does only what is missing. A stage's poison is model-free, taken from a behaviour file (SFT), or
+chosen by a model-based strategy scoring with the clean pipeline's model of that stage (trained first);
+``poison/manifest.json`` records which (``behaviours``, ``clean_model_chain``).
 """
 
 from __future__ import annotations
@@ -203,9 +205,10 @@ def _clean_scoring_model(
 ) -> Path | None:
     """The adapter a model-based strategy of stage ``index`` scores with: the clean pipeline's, after this stage.
 
-    The clean pipeline runs first at every stage, so this is a read-back; calling it here keeps the
-    dependency explicit (and trains it if a caller runs stages in another order). Its recorded init is the
-    clean chain before the stage, which the scorer merges in: the reference is the stage's clean start.
+    run_lifecycle trains the clean pipeline first at every stage, so this is a read-back of its result;
+    calling it here keeps the dependency explicit, and a rerun after a crash finds it done. Its recorded
+    init is the clean chain before the stage, which the scorer merges in: the reference of every score is
+    the clean model at the stage's start (for a DPO stage, exactly its DPO reference).
     """
     stage = config.stages[index - 1]
     if not strategy_facts(stage.strategy).uses_model:
@@ -216,8 +219,8 @@ def _clean_scoring_model(
 
 
 def scoring_config(training: LoRATrainingConfig) -> DPOTrainingConfig:
-    """The settings pair scores use (lengths, batch, precision, beta): a DPO stage's own; an SFT stage's with
-    the DPO defaults for the rest (beta scales every score alike, so the ranking does not depend on it)."""
+    """The settings pair scores use (lengths, batch, precision, beta): a DPO stage's own; for an SFT stage its
+    lengths and precision, with DPO's defaults for the loss (beta 0.1, sigmoid), which SFT does not have."""
     if isinstance(training, DPOTrainingConfig):
         return training
     return DPOTrainingConfig(**training.model_dump())
