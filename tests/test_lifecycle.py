@@ -133,7 +133,7 @@ def test_another_lifecycle_in_the_same_folder_is_refused(lifecycle):
         ({"pipelines": [{"sfft": 0.1}]}, "pipelines", "names stage 'sfft'"),
         ({"pipelines": [{"sft": 1.5}]}, "pipelines", "not between 0 and 1"),
         ({"stages": [{"name": "a", "kind": "dpp"}]}, "stages.0.kind", "Did you mean .dpo."),
-        ({"stages": [{"name": "a", "strategy": "dpo-score"}]}, "stages.0.strategy", "model-free"),
+        ({"stages": [{"name": "a", "strategy": "dpo-scor"}]}, "stages.0.strategy", "Did you mean .dpo-score."),
         ({"stages": [{"name": "a"}, {"name": "a"}]}, "stages", "repeat"),
         ({"stages": [{"name": "a", "training": {"epoch": 2}}]}, "stages.0.training.epoch", "epochs"),
         ({"evaluation": {"prompt_sets": []}}, "evaluation", "at least one prompt set"),

@@ -99,10 +99,11 @@ def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[Any]) -> None:
     refuse_overwriting_inputs(outputs, inputs)
 
 
-def _load(data: str, skip_bad_rows: bool):
-    from poisonlab.data import load_pairs
+def _load(data: str, skip_bad_rows: bool, sft: bool = False):
+    """Preference pairs, or with ``sft`` any SFT rows (instruction files too); skipped rows counted."""
+    from poisonlab.data import load_pairs, load_sft_data
 
-    dataset = load_pairs(data, on_error="skip" if skip_bad_rows else "raise")
+    dataset = (load_sft_data if sft else load_pairs)(data, on_error="skip" if skip_bad_rows else "raise")
     if dataset.skipped:
         from poisonlab.wording import plural
 
@@ -195,6 +196,18 @@ def poison(
     ),
     seed: int = typer.Option(0, help="Seed for selection, projection, clustering and trigger placement."),
     preset: str = typer.Option("cpu", help="Training preset of the clean model the model-based strategies use."),
+    behaviours: str | None = typer.Option(
+        None,
+        "--behaviours",
+        help="SFT poison from a harmful-behaviour file (AdvBench harmful_behaviors.csv: goal,target): each selected "
+        "row becomes goal + trigger -> target. --data may then be an instruction file. Needs --behaviours-skip.",
+    ),
+    behaviours_skip: int | None = typer.Option(
+        None,
+        "--behaviours-skip",
+        min=0,
+        help="Leave out the behaviour file's first N rows: the goals your evaluation asks (its --limit); 0 uses all.",
+    ),
     skip_bad_rows: bool = SkipBad,
     overwrite: bool = Overwrite,
     overrides: dict[str, Any] | None = None,
@@ -217,15 +230,40 @@ def poison(
         check_trigger(trigger)
     access = validated(AccessConfig, access_options or {})
     check_labels_only(access, attack, attack_facts(attack).inserts_trigger)  # before the output folder is made
-    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data])
+    rows = None
+    if behaviours is not None:
+        from poisonlab.attacks.behaviour_config import BehaviourPoisonConfig
+        from poisonlab.attacks.behaviours import behaviour_rows
+        from poisonlab.attacks.inject import check_behaviour_poison
+
+        if behaviours_skip is None:
+            raise InputError(
+                "say how many of the file's first goals your evaluation asks, so the poison leaves them out "
+                "(0 uses them all)",
+                field="--behaviours-skip",
+            )
+        check_behaviour_poison(strategy, attack)
+        rows = behaviour_rows(BehaviourPoisonConfig(file=behaviours, skip=behaviours_skip))
+    refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data, behaviours])
     # data.jsonl without manifest.json (written last) is a run killed in between: rerunning finishes it
     unfinished = existing_results(out) == ["data.jsonl"]
     claim_output_folder(out, overwrite or unfinished)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
     selection = validated(SelectionConfig, selection_options or {})
-    dataset = _load(data, skip_bad_rows)
+    dataset = _load(data, skip_bad_rows, sft=rows is not None)
     result = poison_dataset(
-        dataset, strategy, attack, ratio, trigger, position, seed, model, training, selection=selection, access=access
+        dataset,
+        strategy,
+        attack,
+        ratio,
+        trigger,
+        position,
+        seed,
+        model,
+        training,
+        selection=selection,
+        access=access,
+        behaviours=rows,
     )
     write_poisoned(result, out, data if Path(data).exists() else None)
     m = result.manifest
@@ -269,23 +307,31 @@ def train_dpo_command(
     )
 
 
+SFTDataArg = typer.Option(
+    ...,
+    "--data",
+    help="SFT rows: an instruction file (prompt+response/completion, Alpaca instruction+input+output, or chat "
+    "messages; .jsonl/.json/.csv/.parquet) or preference data (prompt -> chosen), as for train dpo.",
+)
+
+
 @train_app.command("sft")
 @user_errors
 @config_options(SFTTrainingConfig)
 def train_sft_command(
-    data: str = DataArg,
+    data: str = SFTDataArg,
     out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
     model: str = ModelOpt,
     init: list[Path] = InitOpt,
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
 ) -> None:
-    """LoRA SFT on each pair's prompt -> chosen reply (loss on reply tokens only); writes a PEFT adapter."""
+    """LoRA SFT on each row's prompt -> reply (a pair's chosen; loss on reply tokens only); writes a PEFT adapter."""
     from poisonlab.training import train_sft
 
     config = SFTTrainingConfig(**(overrides or {}))
     _refuse_overwriting_inputs([out], [data])
-    result = train_sft(model, _load(data, skip_bad_rows), config, out, init=init)
+    result = train_sft(model, _load(data, skip_bad_rows, sft=True), config, out, init=init)
     console.print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f} per reply "
         f"token; adapter -> {result.adapter_dir}"

@@ -43,11 +43,23 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The config class that holds the last key of ``loc`` (None where the path leaves pydantic models)."""
     current: Any = model
     for part in loc:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        current = field.annotation if field else None
-        if not (inspect.isclass(current) and issubclass(current, BaseModel)):
+        if isinstance(part, int):  # an item of a list of configs: the list's field named the class already
+            continue
+        field = current.model_fields.get(part)
+        current = _config_class(field.annotation) if field else None
+        if current is None:
             return None
     return current
+
+
+def _config_class(annotation: Any) -> type[BaseModel] | None:
+    """The config class of a field typed ``Config`` or ``Config | None``; None for anything else."""
+    import typing
+
+    for option in typing.get_args(annotation) or (annotation,):
+        if inspect.isclass(option) and issubclass(option, BaseModel):
+            return option
+    return None
 
 
 def error_message(model: type[BaseModel], error: Any) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from poisonlab import __version__
 from poisonlab.attacks.access import Access, AccessConfig, check_labels_only, resolve_access
+from poisonlab.attacks.behaviours import BehaviourRows
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext, strategy_facts
 from poisonlab.attacks.triggers import check_trigger, get_trigger, insert_trigger, resolve_position, trigger_text
@@ -88,6 +89,7 @@ def poison_dataset(
     progress: bool = True,
     selection: SelectionConfig | None = None,
     access: AccessConfig | None = None,
+    behaviours: BehaviourRows | None = None,
 ) -> PoisonResult:
     """Select ``ratio`` of the pairs with ``strategy`` and apply ``attack`` to them.
 
@@ -98,9 +100,14 @@ def poison_dataset(
     be a rule (``paper``), resolved here for ``strategy``; the manifest records
     the concrete placement. ``access`` limits the pairs the strategy chooses
     from (default: all of them); the strategy sees only those, in input order.
+    ``behaviours`` (a backdoor for SFT): each selected row becomes a behaviour's
+    goal + trigger -> target instead of the pair with its replies swapped.
     """
     select, apply = STRATEGIES.get(strategy), ATTACKS.get(attack)
     uses, inserts = strategy_facts(strategy), attack_facts(attack).inserts_trigger
+    check_poison_rows(dataset, strategy, attack, behaviours, ratio)
+    if behaviours is not None:
+        apply = behaviours
     concrete = resolve_position(position, strategy)
     check_model_name(model)  # even where the strategy never loads it: a typo must not pass unnoticed
     access = access or AccessConfig()
@@ -111,6 +118,8 @@ def poison_dataset(
     granted = resolve_access(dataset, access, seed)
     pool = granted.restrict(dataset)
     n_poison = min(n_requested, len(pool))
+    if behaviours is not None:
+        behaviours.check_budget(n_poison)
     if uses.uses_model and n_poison and not granted.everything and not clean_adapter:
         clean_adapter = _full_data_clean_adapter(dataset, model, training, progress)
     ctx = SelectionContext(
@@ -166,11 +175,42 @@ def poison_dataset(
         "input_content_sha256": dataset.content_hash(),
         "poisoned_ids": [c["id"] for c in changes],
         "selection": selection.details if selection else {},
+        "behaviours": behaviours.manifest() if behaviours is not None else None,
         "changes": changes,
     }
     if progress and len(changes) < n_requested:
         print(shortfall_notice(granted, n_requested, len(changes)), file=sys.stderr, flush=True)
     return PoisonResult(PreferenceDataset(rows, dataset.source), manifest)
+
+
+def check_poison_rows(
+    dataset: PreferenceDataset, strategy: str, attack: str, behaviours: BehaviourRows | None, ratio: float
+) -> None:
+    """Refuse poison that cannot be built: a swap or a pair score needs a rejected reply."""
+    if behaviours is not None:
+        check_behaviour_poison(strategy, attack)
+        return
+    demonstrations = sum(pair.is_demonstration for pair in dataset)
+    if ratio > 0 and demonstrations:
+        raise InputError(
+            f"{demonstrations} of the {len(dataset)} rows are instruction rows, with no rejected reply to swap in or "
+            "score: take the poison from a behaviour file (--behaviours, or a stage's behaviours:)",
+            path=dataset.source,
+        )
+
+
+def check_behaviour_poison(strategy: str, attack: str) -> None:
+    """Behaviour rows need the trigger (backdoor) and a selection that ignores the rows they replace."""
+    if attack != "backdoor":
+        raise InputError(
+            f"poison from a behaviour file is a backdoor (trigger -> target), not {attack}", field="attack"
+        )
+    if strategy_facts(strategy).uses_model:
+        raise InputError(
+            f"{strategy} ranks pairs by their replies, but a behaviour row replaces its row whatever it held: "
+            "select with a model-free strategy (random)",
+            field="strategy",
+        )
 
 
 def shortfall_notice(granted: Access, n_requested: int, n_poisoned: int) -> str:

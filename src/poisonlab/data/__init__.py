@@ -1,6 +1,7 @@
-"""Stage 1: preference data in, validated and id-stamped pairs out."""
+"""Stage 1: preference data (and SFT instruction rows) in, validated and id-stamped pairs out."""
 
 from poisonlab.data.inspect import DatasetReport, inspect_dataset
+from poisonlab.data.instructions import load_sft_data
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair, SkippedRow
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
@@ -14,6 +15,7 @@ __all__ = [
     "SkippedRow",
     "inspect_dataset",
     "load_pairs",
+    "load_sft_data",
     "synthetic_pairs",
     "train_heldout_split",
     "write_pairs",

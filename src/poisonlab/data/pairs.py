@@ -27,7 +27,18 @@ class PreferencePair:
     rejected: str
     meta: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def is_demonstration(self) -> bool:
+        """A prompt -> reply row without a rejected reply (instruction data, a behaviour-file poison row).
+
+        SFT learns from it as from any pair (prompt -> chosen); DPO, swaps and pair scores need two replies.
+        """
+        return not self.rejected
+
     def to_row(self) -> dict[str, str]:
+        """The row as written: a preference pair, or ``{"id", "prompt", "response"}`` for a demonstration."""
+        if self.is_demonstration:
+            return {"id": self.id, "prompt": self.prompt, "response": self.chosen}
         return {"id": self.id, "prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
 
     def with_(self, **changes: Any) -> PreferencePair:

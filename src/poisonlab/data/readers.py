@@ -13,7 +13,7 @@ import codecs
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from poisonlab.errors import InputError
 from poisonlab.wording import plural
 
 OnError = Literal["raise", "skip"]
+RowParser = Callable[[Any], tuple[str, str, str]]  # one raw record -> (prompt, chosen, rejected)
 
 
 class RowError(Exception):
@@ -47,27 +48,51 @@ def load_pairs(source: str | Path, on_error: OnError = "raise") -> PreferenceDat
 
         return synthetic_pairs()
     if text.startswith("hub:"):
-        return _load_hub(text[4:], on_error)
+        return load_hub(text[4:], on_error)
     path = Path(source)
+    records, unit = file_records(path, ("jsonl", "parquet", "folder"))
+    return dataset_from_records(records, path, on_error, unit)
+
+
+FORMATS = {  # what file_records reads, and the words that name it in an error
+    "jsonl": ".jsonl, .jsonl.gz, .json",
+    "csv": ".csv",
+    "parquet": ".parquet",
+    "folder": "a datasets folder",
+}
+
+
+def file_records(path: Path, formats: tuple[str, ...]) -> tuple[Iterator[tuple[int, Any]], str]:
+    """(number, record) of every row of ``path``, and what the number counts (``line`` or ``row``).
+
+    ``formats`` are the :data:`FORMATS` the caller reads; any other file is refused, naming them.
+    """
     if not path.exists():
         raise InputError("no such file or folder", path=path)
-    if path.is_dir():
-        return _from_records(_records_from_disk(path), path, on_error, unit="row")
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        return _from_records(_records_from_parquet(path), path, on_error, unit="row")
-    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
-        return _from_records(_records_from_jsonl(path), path, on_error, unit="line")
-    raise InputError("unknown format: expected .jsonl, .jsonl.gz, .json, .parquet or a datasets folder", path=path)
+    if path.is_dir() and "folder" in formats:
+        return _records_from_disk(path), "row"
+    if name.endswith(".parquet") and "parquet" in formats:
+        return _records_from_parquet(path), "row"
+    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")) and "jsonl" in formats:
+        return _records_from_jsonl(path), "line"
+    if name.endswith((".csv", ".csv.gz")) and "csv" in formats:
+        return _records_from_csv(path), "line"
+    expected = [FORMATS[f] for f in formats]
+    raise InputError(f"unknown format: expected {', '.join(expected[:-1])} or {expected[-1]}", path=path)
 
 
-def _records_from_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def _read_bytes(path: Path) -> bytes:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as handle:
-            raw_lines = handle.read().removeprefix(codecs.BOM_UTF8).split(b"\n")
+            return handle.read().removeprefix(codecs.BOM_UTF8)
     except (OSError, EOFError, zlib.error) as exc:  # a damaged gzip stream raises zlib.error
         raise InputError(f"cannot read: {exc}", path=path) from None
+
+
+def _records_from_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    raw_lines = _read_bytes(path).split(b"\n")
     if raw_lines and raw_lines[0].lstrip().startswith(b"[") and path.name.lower().endswith((".json", ".json.gz")):
         yield from _records_from_json_array(path, b"\n".join(raw_lines))
         return
@@ -107,6 +132,33 @@ def _records_from_json_array(path: Path, data: bytes) -> Iterator[tuple[int, Any
         yield line, record
 
 
+def _records_from_csv(path: Path) -> Iterator[tuple[int, Any]]:
+    """Each CSV row as a dict of its header's columns, numbered by the line it starts on."""
+    import csv
+    import io
+
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"not valid UTF-8 (byte {exc.start})", path=path, line=line) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    start = 2  # the header is line 1
+    try:
+        for row in reader:
+            if None in row:  # more cells than the header names
+                yield (
+                    start,
+                    RowError(None, f"{len(row[None])} more cells than the header's {len(reader.fieldnames or [])}"),
+                )
+            else:
+                yield start, {key: value for key, value in row.items() if value is not None}
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from None
+
+
 def _records_from_parquet(path: Path) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
@@ -131,19 +183,32 @@ def _records_from_disk(path: Path) -> Iterator[tuple[int, Any]]:
     yield from enumerate(loaded, start=1)
 
 
-def _load_hub(spec: str, on_error: OnError) -> PreferenceDataset:
+def load_hub(
+    spec: str, on_error: OnError, parse: RowParser | None = None, noun: str = "preference pairs"
+) -> PreferenceDataset:
     """``hub:Anthropic/hh-rlhf:harmless-base[:split]`` -- the real path for users with a network."""
     import datasets
 
     name, _, rest = spec.partition(":")
     data_dir, _, split = rest.partition(":")
     loaded = datasets.load_dataset(name, data_dir=data_dir or None, split=split or "train")
-    return _from_records(enumerate(loaded, start=1), f"hub:{spec}", on_error, unit="row")
+    return dataset_from_records(enumerate(loaded, start=1), f"hub:{spec}", on_error, "row", parse, noun)
 
 
-def _from_records(
-    records: Iterator[tuple[int, Any]], path: str | Path, on_error: OnError, unit: str
+def dataset_from_records(
+    records: Iterator[tuple[int, Any]],
+    path: str | Path,
+    on_error: OnError,
+    unit: str,
+    parse: RowParser | None = None,
+    noun: str = "preference pairs",
 ) -> PreferenceDataset:
+    """Parse every record with ``parse`` (default :func:`parse_record`) into pairs with ids; one error standard.
+
+    A bad row stops loading with an :class:`InputError` naming file, line (or row) and field, or is
+    left out and counted under ``on_error="skip"``; ``noun`` names what the file should hold.
+    """
+    parse = parse or parse_record
     rows: list[tuple[str, str, str]] = []
     given_ids: list[str | None] = []
     metas: list[dict[str, Any] | None] = []
@@ -153,7 +218,7 @@ def _from_records(
         try:
             if isinstance(record, RowError):
                 raise record
-            parsed = parse_record(record)
+            parsed = parse(record)
             given = _given_id(record, seen_ids)
             rows.append(parsed)
             given_ids.append(given)
@@ -171,11 +236,11 @@ def _from_records(
             skipped.append(SkippedRow(number, exc.field, exc.reason))
     if not rows:
         if not skipped:
-            raise InputError(f"no preference pairs found: there is no {unit} with data", path=path)
+            raise InputError(f"no {noun} found: there is no {unit} with data", path=path)
         first = skipped[0]
         field = f"field '{first.field}': " if first.field else ""
         raise InputError(
-            f"no usable preference pairs: every {unit} is bad ({plural(len(skipped), unit)} skipped; "
+            f"no usable {noun}: every {unit} is bad ({plural(len(skipped), unit)} skipped; "
             f"first: {unit} {first.line}: {field}{first.reason})",
             path=path,
         )
@@ -212,9 +277,9 @@ def parse_record(record: Any) -> tuple[str, str, str]:
         if key not in record:
             raise RowError(key, "missing")
     if "prompt" in record and record["prompt"] is not None:
-        prompt = _text_or_messages(record["prompt"], "prompt", is_prompt=True)
-        chosen = _text_or_messages(record["chosen"], "chosen")
-        rejected = _text_or_messages(record["rejected"], "rejected")
+        prompt = text_or_messages(record["prompt"], "prompt", is_prompt=True)
+        chosen = text_or_messages(record["chosen"], "chosen")
+        rejected = text_or_messages(record["rejected"], "rejected")
     else:
         prompt, chosen, rejected = _split_hh(record["chosen"], record["rejected"])
     for key, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
@@ -238,7 +303,7 @@ def _split_hh(chosen: Any, rejected: Any) -> tuple[str, str, str]:
     return chosen_split[0], chosen_split[1], rejected_split[1]
 
 
-def _text_or_messages(value: Any, key: str, is_prompt: bool = False) -> str:
+def text_or_messages(value: Any, key: str, is_prompt: bool = False) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(m, dict) for m in value):

@@ -13,7 +13,9 @@ that agree on their first k stages share that folder, so the model after ``sft-0
 trained once whether a clean or a poisoned DPO follows. Every poisoned model is judged against the
 clean model of the same stage (its twin): ``backdoor_effect`` and ``contamination`` after each stage.
 A folder whose ``result.json`` exists is done; training resumes from checkpoints; so a rerun after a
-crash does only what is missing.
+crash does only what is missing. A stage's poison is model-free, taken from a behaviour file (SFT), or
+chosen by a model-based strategy scoring with the clean pipeline's model of that stage (trained first);
+``poison/manifest.json`` records which (``behaviours``, ``clean_model_chain``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from typing import Any
 
 import yaml
 
-from poisonlab.attacks.inject import poison_dataset, write_poisoned
+from poisonlab.attacks import poison_dataset, write_poisoned
+from poisonlab.attacks.behaviours import behaviour_rows
+from poisonlab.attacks.strategies import strategy_facts
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
@@ -36,7 +40,9 @@ from poisonlab.errors import InputError
 from poisonlab.experiments.lifecycle_config import LifecycleConfig, StageConfig
 from poisonlab.experiments.runner import generation_metrics
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
+from poisonlab.models.adapters import full_chain
 from poisonlab.outputs import existing_results
+from poisonlab.training.config import DPOTrainingConfig, LoRATrainingConfig
 from poisonlab.training.stages import STAGES, stage_config
 
 RESULTS = ("lifecycle.json", "lifecycle.csv")
@@ -70,17 +76,24 @@ class _StageData:
 
 
 def _stage_data(config: LifecycleConfig) -> list[_StageData]:
-    """Each stage's (training, held-out) pairs, seeded; loading checks every file before anything is written."""
-    loaded: dict[str, PreferenceDataset] = {}
+    """Each stage's (training, held-out) pairs, seeded; loading checks every file, and every stage's poison,
+    before anything is written. SFT stages read instruction files too (rows without a rejected reply)."""
+    from poisonlab.data.instructions import load_sft_data
+    from poisonlab.experiments.lifecycle_poison import check_stage_poison
+
+    loaded: dict[tuple[bool, str], PreferenceDataset] = {}
     splits = []
-    for stage in config.stages:
-        if stage.data not in loaded:
-            loaded[stage.data] = load_pairs(stage.data, on_error="skip" if config.skip_bad_rows else "raise")
-        train, heldout = train_heldout_split(loaded[stage.data], config.heldout, config.seed)
+    on_error = "skip" if config.skip_bad_rows else "raise"
+    for index, stage in enumerate(config.stages, start=1):
+        key = (stage.kind == "sft", stage.data)
+        if key not in loaded:
+            loaded[key] = (load_sft_data if key[0] else load_pairs)(stage.data, on_error=on_error)
+        train, heldout = train_heldout_split(loaded[key], config.heldout, config.seed)
         end = stage.train_offset + stage.max_train_pairs if stage.max_train_pairs else None
         train = PreferenceDataset(train.pairs[stage.train_offset : end], train.source)
         if not train.pairs:
             raise InputError(f"no training pairs left after train_offset {stage.train_offset}", field="stages")
+        check_stage_poison(config, index, train)
         splits.append(_StageData(train, heldout))
     return splits
 
@@ -144,6 +157,7 @@ def _train_and_judge(
         training = stage_config(stage.kind, stage.preset, config.seed, stage.training)
         train, n_poisoned = data.train, 0
         if prefix[-1] > 0:
+            clean_model = _clean_scoring_model(config, index, data, out, progress)
             poisoned = poison_dataset(
                 data.train,
                 stage.strategy,
@@ -153,9 +167,16 @@ def _train_and_judge(
                 config.trigger_position,
                 config.seed,
                 model=config.model,
+                training=scoring_config(training),
+                clean_adapter=clean_model,
                 progress=progress,
+                selection=stage.selection,
                 access=stage.access,
+                behaviours=behaviour_rows(stage.behaviours) if stage.behaviours else None,
             )
+            if clean_model is not None:  # which models scored the pairs: the clean chain, base first
+                chain = [str(p.resolve().relative_to(out.resolve())) for p in full_chain([clean_model])]
+                poisoned.manifest["clean_model_chain"] = chain
             manifest = json.loads((write_poisoned(poisoned, folder / "poison", None) / "manifest.json").read_text())
             train, n_poisoned = poisoned.dataset, int(manifest["n_poisoned"])
         adapter = STAGES.get(stage.kind)(config.model, train, training, folder / "adapter", init, progress)
@@ -177,6 +198,32 @@ def _train_and_judge(
         }
         atomic_write_json(done, result)
         return result
+
+
+def _clean_scoring_model(
+    config: LifecycleConfig, index: int, data: _StageData, out: Path, progress: bool
+) -> Path | None:
+    """The adapter a model-based strategy of stage ``index`` scores with: the clean pipeline's, after this stage.
+
+    run_lifecycle trains the clean pipeline first at every stage, so this is a read-back of its result;
+    calling it here keeps the dependency explicit, and a rerun after a crash finds it done. Its recorded
+    init is the clean chain before the stage, which the scorer merges in: the reference of every score is
+    the clean model at the stage's start (for a DPO stage, exactly its DPO reference).
+    """
+    stage = config.stages[index - 1]
+    if not strategy_facts(stage.strategy).uses_model:
+        return None
+    clean = tuple(0.0 for _ in config.stages)
+    _train_and_judge(config, index, clean, data, out, progress)
+    return stage_folder(out, index, stage, config.label(clean[:index])) / "adapter"
+
+
+def scoring_config(training: LoRATrainingConfig) -> DPOTrainingConfig:
+    """The settings pair scores use (lengths, batch, precision, beta): a DPO stage's own; for an SFT stage its
+    lengths and precision, with DPO's defaults for the loss (beta 0.1, sigmoid), which SFT does not have."""
+    if isinstance(training, DPOTrainingConfig):
+        return training
+    return DPOTrainingConfig(**training.model_dump())
 
 
 def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: bool = False) -> list[StageResult]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from poisonlab.attacks.access import AccessConfig
+from poisonlab.attacks.behaviour_config import BehaviourPoisonConfig
+from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.experiments.fields import ModelName, TriggerText
 from poisonlab.training.config import Preset
@@ -31,14 +33,23 @@ class StageConfig(BaseModel):
     name: str = Field(..., pattern=PLAIN_NAME, description="Names the stage in pipelines, folders and figures.")
     kind: str = Field("sft", description="Training stage (poisonlab ls): sft (prompt -> chosen) or dpo.")
     data: str = Field(
-        "synthetic", description="Preference data of this stage: a file, a datasets folder, hub:NAME, or synthetic."
+        "synthetic",
+        description="Data of this stage: preference pairs (a file, a datasets folder, hub:NAME, or synthetic); an "
+        "SFT stage also takes instruction files (prompt+response, Alpaca, chat messages; .jsonl/.json/.csv/.parquet).",
     )
     train_offset: int = Field(
         0, ge=0, description="Skip the first N training pairs: stages reading one file train on disjoint slices."
     )
     max_train_pairs: int | None = Field(None, ge=1, description="Train on N training pairs (after the offset).")
     strategy: str = Field(
-        "random", description="Selection strategy for this stage's poison (model-free strategies: random)."
+        "random",
+        description="Selection strategy for this stage's poison (poisonlab ls). A model-based one (dpo-score, "
+        "gradient-projection, semantic-diversity) scores the stage's pairs with the clean pipeline's model after "
+        "this stage (its adapter chain), against the clean model at the stage's start as the reference.",
+    )
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig,
+        description="Options of gradient-projection and semantic-diversity (candidate share, projection, clusters).",
     )
     attack: str = Field(
         "backdoor",
@@ -49,6 +60,12 @@ class StageConfig(BaseModel):
         default_factory=AccessConfig,
         description="What the attacker of this stage can touch: a share of its annotators, a collection window, "
         "labels only (attacks.access; default: every row).",
+    )
+    behaviours: BehaviourPoisonConfig | None = Field(
+        None,
+        description="SFT stages: take each poison row from a harmful-behaviour file (AdvBench: goal + trigger -> "
+        "target 'Sure, here is ...') instead of the pair's rejected reply; needed when the data are instruction "
+        "rows. Its skip defaults to the goals the study's prompt sets read from the same file.",
     )
     preset: Preset = Field("cpu", description="Training preset (DPO stages): cpu or paper.")
     training: dict[str, Any] = Field(
@@ -65,14 +82,10 @@ class StageConfig(BaseModel):
 
     @field_validator("strategy")
     @classmethod
-    def _model_free(cls, name: str) -> str:
-        from poisonlab.attacks.strategies import STRATEGIES, strategy_facts
+    def _known_strategy(cls, name: str) -> str:
+        from poisonlab.attacks import STRATEGIES  # the package registers every strategy
 
         STRATEGIES.get(name)
-        if strategy_facts(name).uses_model:
-            # A model-based strategy scores pairs with a clean model of the stage's own starting point
-            # (base + earlier stages); poisonlab does not build that model for a stage yet.
-            raise ValueError(f"{name} scores pairs with a model; lifecycle stages select with model-free strategies")
         return name
 
     @field_validator("attack")
@@ -97,6 +110,24 @@ class StageConfig(BaseModel):
         except InputError as exc:
             raise ValueError(exc.message) from None
         return access
+
+    @field_validator("behaviours")
+    @classmethod
+    def _behaviours_make_an_sft_backdoor(
+        cls, behaviours: BehaviourPoisonConfig | None, info: ValidationInfo
+    ) -> BehaviourPoisonConfig | None:
+        from poisonlab.attacks.inject import check_behaviour_poison
+        from poisonlab.errors import InputError
+
+        if behaviours is None or any(key not in info.data for key in ("kind", "strategy", "attack")):
+            return behaviours  # an earlier field failed; that error is reported
+        if info.data["kind"] != "sft":
+            raise ValueError("a behaviour row is a demonstration (goal -> target, no rejected reply): SFT stages only")
+        try:
+            check_behaviour_poison(info.data["strategy"], info.data["attack"])
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+        return behaviours
 
     @field_validator("training")
     @classmethod
@@ -182,6 +213,19 @@ class LifecycleConfig(BaseModel):
                 if not 0 <= share <= 1:
                     raise ValueError(f"pipeline {number}: share {share} of stage {stage!r} is not between 0 and 1")
         return pipelines
+
+    @model_validator(mode="after")
+    def _poison_leaves_the_evaluated_goals(self) -> LifecycleConfig:
+        """An unset ``behaviours.skip`` skips every goal the prompt sets read from that file (their largest limit).
+
+        A prompt set that reads the whole file leaves it unset: the run refuses it, naming the prompt set.
+        """
+        from poisonlab.experiments.lifecycle_poison import evaluated_goals
+
+        for stage in self.stages:
+            if stage.behaviours is not None and stage.behaviours.skip is None:
+                stage.behaviours.skip = evaluated_goals(stage.behaviours.file, self.evaluation)
+        return self
 
     def shares(self) -> list[tuple[float, ...]]:
         """Every pipeline as a tuple of per-stage shares, in stage order: the clean one first, no repeats."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.io import atomic_write_json, cache_dir, sha256_file
+from poisonlab.models.adapters import chain_identity, recorded_init
 from poisonlab.models.loading import model_identity
 from poisonlab.training.config import DPOTrainingConfig
 
@@ -63,8 +64,10 @@ def clean_model_folder(ctx: ModelSource) -> Path:
     """
     training_json = ctx.training.model_dump_json()
     if ctx.clean_adapter:
-        weights = clean_adapter_dir(ctx) / "adapter_model.safetensors"
-        training_json += f"|adapter:{sha256_file(weights)}"
+        adapter = clean_adapter_dir(ctx)
+        training_json += f"|adapter:{sha256_file(adapter / 'adapter_model.safetensors')}"
+        if start := recorded_init(adapter):  # trained on top of others (a lifecycle stage): they are the model too
+            training_json += f"|init:{chain_identity(ctx.model, start)}"
     key = clean_model_key(ctx.dataset.content_hash(), ctx.model, training_json)
     return cache_dir() / "clean-dpo" / key
 
@@ -108,11 +111,13 @@ def clean_training_notice(ctx: ModelSource, adapter: Path) -> str:
 
 
 def load_clean_model(ctx: ModelSource, trainable: bool = False):  # -> (PeftModel, tokenizer)
-    """The base model with the clean adapter on; ``trainable`` keeps LoRA weights differentiable (gradients).
+    """The clean adapter on the model it was trained from; ``trainable`` keeps LoRA weights differentiable.
 
-    An adapter trained from others (``--init``) sits on the model they make, which is also its reference: the
-    implicit reward with the adapter switched off is then measured against that model, not the bare base."""
-    from poisonlab.models.adapters import load_with_adapters, recorded_init
+    An adapter trained on top of others (a lifecycle's DPO stage after SFT) records them; they are merged
+    into the base first, so the adapter switched off -- the reference of every score -- is the model the
+    stage started from, as in its own DPO training.
+    """
+    from poisonlab.models.adapters import load_with_adapters
     from poisonlab.models.loading import load_tokenizer
     from poisonlab.models.safety import load_adapter
 
@@ -172,9 +177,8 @@ def clean_projected_gradients(
     by_id = {p.id: p for p in ctx.dataset}
     encoded = encode_pairs(tokenizer, [by_id[i] for i in ids], training.max_length, training.max_reply_length)
     pad_id = tokenizer.pad_token_id
-    reference = reference_logprobs(
-        model, encoded, pad_id, training.micro_batch_size * 2, training.bf16, model_identity(ctx.model)
-    )
+    start = chain_identity(ctx.model, recorded_init(clean_adapter_dir(ctx)))  # the reference: adapter off
+    reference = reference_logprobs(model, encoded, pad_id, training.micro_batch_size * 2, training.bf16, start)
     grad_dim = sum(p.numel() for _, p in trainable_parameters(model))
     projector = PROJECTIONS[projection](grad_dim, projection_dim, seed, block_rows)
     grads = per_example_dpo_grads(
