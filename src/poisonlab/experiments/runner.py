@@ -520,10 +520,15 @@ def folder_metrics(
 
 
 def evaluate_base_model(
-    config: ExperimentConfig, heldout: PreferenceDataset, out: Path, progress: bool, position: str | None = None
+    config: ExperimentConfig,
+    heldout: PreferenceDataset,
+    out: Path,
+    progress: bool,
+    position: str | None = None,
+    start: Sequence[str | Path] = (),
 ) -> RunResult:
     """The untrained model's generations, judged: where the clean model started from (the base with the
-    study's ``init`` adapters, if any).
+    ``start`` adapters: a grid study's ``init``).
 
     ``position``: the trigger's placement (default: the study's clean run's).
     """
@@ -533,7 +538,7 @@ def evaluate_base_model(
         if _has_all_metrics(run, config):
             return run
     position = position or config.runs()[0].trigger_position
-    metrics = generation_metrics(config, heldout, out / "base", list(config.init), position, None, progress)
+    metrics = generation_metrics(config, heldout, out / "base", list(start), position, None, progress)
     run = RunResult("base", "none", "none", 0.0, 0, float("nan"), float("nan"), 0, 0.0, position, metrics=metrics)
     atomic_write_json(done, run.to_dict())
     return run
@@ -617,7 +622,7 @@ def run_experiment(
     with torch_threads(config.training_config().threads):  # scoring and evaluation too, not only training
         base = []
         if evaluation is not None and evaluation.base_model and evaluation.prompt_sets:
-            base = [evaluate_base_model(config, heldout, out, progress)]  # the reports show it apart
+            base = [evaluate_base_model(config, heldout, out, progress, start=config.init)]  # shown apart
         (executor or LocalExecutor()).run(build_plan(config, out), progress, done)
     results = base + [finished[spec.name] for spec in config.runs()]  # grid order, the clean run first
     from poisonlab.reports.report import write_report
