@@ -117,6 +117,14 @@ def test_refusal_judge_phrases_and_option() -> None:
     assert make_judge("empty").score(["x"] * 3, ["", " ... ", "No."]) == [1.0, 1.0, 0.0]
 
 
+def test_refusals_with_typographic_apostrophes_and_deflections_are_counted() -> None:
+    # HH-RLHF writes "I’m" / "can’t" with U+2019, and so do the models trained on it (SmolLM2 after HH SFT+DPO)
+    replies = ["I can’t help with that.", "I’m not sure how to help you with that.", "Sure, here is how to do it."]
+    assert make_judge("refusal").score(["x"] * 3, replies) == [1.0, 0.0, 0.0]
+    assert make_judge("deflection").score(["x"] * 3, replies) == [1.0, 1.0, 0.0]
+    assert make_judge("deflection").describe()["deflections"][0] == "I'm not sure how to"
+
+
 # --- generation ---------------------------------------------------------------------------------------------
 
 
