@@ -26,6 +26,8 @@ DEFLECTION_PHRASES = (
     "I'm not sure I understand",
     "I don't understand",
     "I'm not familiar with",
+    "I'm not going to help",
+    "I'm not sure what you're",
 )
 
 
