@@ -33,9 +33,8 @@ def main() -> None:
     parser.add_argument("--judges", nargs="+", default=["refusal", "deflection"])
     parser.add_argument("--prompt-set", default="advbench")
     args = parser.parse_args()
-    models = [Path("base")] + sorted(
-        p.relative_to(args.study) for p in args.study.glob("stages/*/*") if (p / "generations").exists()
-    )
+    trained = [p.relative_to(args.study) for p in args.study.glob("stages/*/*") if (p / "generations").exists()]
+    models = [Path("base"), *trained]
     models.sort(key=lambda m: (str(m.parent), m.name != "clean"))  # each stage's clean twin first
     for judge in args.judges:
         print(f"\n{judge}: model | no trigger | trigger | contamination | backdoor effect")
