@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ import torch
 from poisonlab.models.encoding import EncodedPair
 from poisonlab.progress import progress_bar
 from poisonlab.scoring.logprobs import collate, length_bucketed, reply_logprobs
+
+if TYPE_CHECKING:
+    from poisonlab.scoring.trunk_cache import TrunkStates
 
 
 @dataclass
@@ -50,8 +54,10 @@ def pair_logprobs(
     bf16: bool | str = "auto",
     use_adapter: bool = True,
     desc: str | None = None,
+    trunk: TrunkStates | None = None,
 ) -> PairLogprobs:
-    """log pi(chosen|x) and log pi(rejected|x) for every pair, in the order given."""
+    """log pi(chosen|x) and log pi(rejected|x) for every pair, in the order given (``trunk``: the pairs'
+    cached frozen-trunk states, so only the layers above them run)."""
     was_training = model.training
     model.eval()
     switch_off = model.disable_adapter() if (not use_adapter and hasattr(model, "disable_adapter")) else nullcontext()
@@ -61,7 +67,7 @@ def pair_logprobs(
             batches = list(length_bucketed(encoded, batch_size))
             for chunk in progress_bar(batches, desc=desc, disable=desc is None, unit="batch", leave=False):
                 batch = collate(chunk, pad_id)
-                values = reply_logprobs(model, batch, bf16=bf16).cpu().numpy()
+                values = reply_logprobs(model, batch, bf16=bf16, trunk=trunk).cpu().numpy()
                 b = batch.size
                 for k, pid in enumerate(batch.ids):
                     scores[pid] = (float(values[k]), float(values[b + k]))
