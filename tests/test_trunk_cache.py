@@ -86,7 +86,8 @@ def test_trunk_cache_trains_the_same_adapter_as_the_same_layers_without_it(tiny_
     (own_caches / "reference-logprobs").rename(tmp_path / "plain-reference")  # the cached run computes its own
     cached = train_dpo(tiny_model, data, DPOTrainingConfig(**TOP2, trunk_cache=True), tmp_path / "fast", progress=False)
     assert cached.steps == plain.steps == 4
-    losses = [[r["loss"] for r in json.loads((tmp_path / k / "training_log.json").read_text())] for k in ("plain", "fast")]
+    logs = [json.loads((tmp_path / k / "training_log.json").read_text()) for k in ("plain", "fast")]
+    losses = [[r["loss"] for r in log] for log in logs]
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5, atol=1e-6)
     plain_w, fast_w = _weights(tmp_path / "plain"), _weights(tmp_path / "fast")
     assert plain_w.keys() == fast_w.keys() and all(".layers.2." in k or ".layers.3." in k for k in fast_w)
@@ -98,7 +99,7 @@ def test_trunk_cache_trains_the_same_adapter_as_the_same_layers_without_it(tiny_
     PeftModel.from_pretrained(load_model(tiny_model), tmp_path / "fast")
 
 
-def test_a_poisoned_run_computes_the_trunk_only_for_sequences_it_has_not_seen(tiny_model, tmp_path, own_caches, computed):
+def test_a_poisoned_run_computes_the_trunk_only_for_new_sequences(tiny_model, tmp_path, own_caches, computed):
     config = DPOTrainingConfig(**TOP2, trunk_cache=True)
     clean = synthetic_pairs(n=24)
     train_dpo(tiny_model, clean, config, tmp_path / "clean", progress=False)
@@ -136,13 +137,13 @@ def test_interrupted_trunk_cached_run_resumes_to_the_same_adapter(tiny_model, tm
 
 
 def test_bad_combinations_are_refused_naming_the_field(tiny_model, tmp_path):
-    with pytest.raises(ValueError, match="trunk_cache.*poisonlab-engine option"):
+    with pytest.raises(ValueError, match=r"trunk_cache.*poisonlab-engine option"):
         DPOTrainingConfig(trainable_layers=2, trunk_cache=True, engine="trl")
-    with pytest.raises(ValueError, match="trunk_cache.*needs trainable_layers"):
+    with pytest.raises(ValueError, match=r"trunk_cache.*needs trainable_layers"):
         DPOTrainingConfig(trunk_cache=True)
     with pytest.raises(ValueError, match="trainable_layers"):
         DPOTrainingConfig(trainable_layers=0)
-    with pytest.raises(InputError, match="5 trainable layers .* 4 decoder layers") as error:
+    with pytest.raises(InputError, match=r"5 trainable layers .* 4 decoder layers") as error:
         train_dpo(tiny_model, synthetic_pairs(n=8), DPOTrainingConfig(**dict(TOP2, trainable_layers=5)), tmp_path / "a")
     assert error.value.field == "trainable_layers"
     fast = DPOTrainingConfig.from_preset("fast")

@@ -237,4 +237,3 @@ def trunk_states(
     finally:
         model.train(was_training)
     return TrunkStates(top, states, cut, computed=len(missing))
-
