@@ -157,3 +157,27 @@ def test_the_options_are_train_dpo_flags():
 
     text = CliRunner().invoke(app, ["train", "dpo", "--help"], env={"COLUMNS": "200"}).output
     assert "--trainable-layers" in text and "--trunk-cache" in text and "fast" in text
+
+
+def test_scores_and_evaluation_of_a_fast_adapter_match_the_full_forward(tiny_model, tmp_path, own_caches, monkeypatch):
+    """The dpo-score pass and the held-out evaluation run only the top layers for a trunk-cached adapter."""
+    from poisonlab.evaluation import preference
+    from poisonlab.training.clean_model import TrainedOn, clean_dpo_scores
+
+    data, heldout = synthetic_pairs(n=16), synthetic_pairs(n=12, seed=1)
+    fast = DPOTrainingConfig(**TOP2, trunk_cache=True)
+    train_dpo(tiny_model, data, fast, tmp_path / "a", progress=False)
+    with_trunk = clean_dpo_scores(TrainedOn(data, tiny_model, fast, tmp_path / "a", progress=False))
+    full = clean_dpo_scores(TrainedOn(data, tiny_model, DPOTrainingConfig(**TOP2), tmp_path / "a", progress=False))
+    torch.testing.assert_close(torch.tensor(list(with_trunk.values())), torch.tensor([full[k] for k in with_trunk]))
+
+    def evaluate():
+        return preference.evaluate_preferences(tiny_model, heldout, tmp_path / "a", bf16=False, progress=False)
+
+    assert preference.trunk_cached_layers(tmp_path / "a") == 2
+    fast_metrics = evaluate()
+    (own_caches / "reference-logprobs").rename(tmp_path / "old-reference")
+    monkeypatch.setattr(preference, "trunk_cached_layers", lambda adapter: None)
+    full_metrics = evaluate()
+    for key in ("clean_margins", "triggered_margins"):
+        torch.testing.assert_close(torch.tensor(getattr(fast_metrics, key)), torch.tensor(getattr(full_metrics, key)))

@@ -107,12 +107,16 @@ def implicit_rewards(
     bf16: bool | str = "auto",
     reference: PairLogprobs | None = None,
     desc: str | None = "scoring",
+    trunk: TrunkStates | None = None,
 ) -> ImplicitRewards:
-    """beta * log(pi/pi_ref) for both replies; pass ``reference`` to reuse cached ref log-probs."""
-    policy = pair_logprobs(model, encoded, pad_id, batch_size, bf16, use_adapter=True, desc=desc and f"{desc} (policy)")
+    """beta * log(pi/pi_ref) for both replies; pass ``reference`` to reuse cached ref log-probs, ``trunk``
+    (an adapter on the top layers only) to run just the layers above the pairs' cached frozen-trunk states."""
+    policy = pair_logprobs(
+        model, encoded, pad_id, batch_size, bf16, use_adapter=True, desc=desc and f"{desc} (policy)", trunk=trunk
+    )
     if reference is None:
         reference = pair_logprobs(
-            model, encoded, pad_id, batch_size, bf16, use_adapter=False, desc=desc and f"{desc} (reference)"
+            model, encoded, pad_id, batch_size, bf16, False, desc=desc and f"{desc} (reference)", trunk=trunk
         )
     reference = reference.reorder(policy.ids)
     return ImplicitRewards(
