@@ -146,6 +146,10 @@ def test_bad_combinations_are_refused_naming_the_field(tiny_model, tmp_path):
     with pytest.raises(InputError, match=r"5 trainable layers .* 4 decoder layers") as error:
         train_dpo(tiny_model, synthetic_pairs(n=8), DPOTrainingConfig(**dict(TOP2, trainable_layers=5)), tmp_path / "a")
     assert error.value.field == "trainable_layers"
+    every_layer = DPOTrainingConfig(**dict(TOP2, trainable_layers=4), trunk_cache=True)  # no trunk left to cache
+    with pytest.raises(InputError, match="frozen layers below") as error:
+        train_dpo(tiny_model, synthetic_pairs(n=8), every_layer, tmp_path / "b")
+    assert error.value.field == "trunk_cache"
     fast = DPOTrainingConfig.from_preset("fast")
     assert fast.trunk_cache and fast.trainable_layers == 4 and fast.learning_rate == DPOTrainingConfig().learning_rate
 

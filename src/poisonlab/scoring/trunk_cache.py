@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_bytes, cache_dir
 from poisonlab.models.encoding import EncodedPair
 from poisonlab.progress import progress_bar
@@ -77,7 +78,11 @@ def split_decoder(model: torch.nn.Module, cut: int) -> tuple[torch.nn.Module, to
     decoder = decoder_of(model)
     layers = list(decoder.layers)
     if not 0 < cut < len(layers):
-        raise ValueError(f"cut {cut} is not between 1 and {len(layers) - 1}")
+        raise InputError(
+            f"needs frozen layers below the trainable ones: with {len(layers)} decoder layers, trainable_layers "
+            f"must be 1 to {len(layers) - 1} (the trunk would be layers 0 to {cut - 1})",
+            field="trunk_cache",
+        )
     return _with_layers(decoder, layers[:cut], final_norm=False), _with_layers(decoder, layers[cut:], final_norm=True)
 
 
