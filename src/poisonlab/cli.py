@@ -287,16 +287,21 @@ def train_dpo_command(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
     model: str = ModelOpt,
-    preset: str = typer.Option("cpu", help="cpu (default: shows effects in CPU-sized runs) or paper (exact)."),
+    preset: str = typer.Option(
+        "cpu",
+        help="cpu (default: shows effects in CPU-sized runs), paper (exact) or fast (cpu with LoRA on the top "
+        "layers over a cached frozen trunk).",
+    ),
     init: list[Path] = InitOpt,
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
 ) -> None:
     """LoRA DPO training; writes an adapter that peft loads as it is."""
     from poisonlab.training import train_dpo
+    from poisonlab.training.config import PRESETS
 
-    if preset not in ("cpu", "paper"):
-        raise InputError(f"unknown preset {preset!r}: use cpu or paper", field="--preset")
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}", field="--preset")
     config = DPOTrainingConfig.from_preset(preset, **(overrides or {}))  # type: ignore[arg-type]
     _refuse_overwriting_inputs([out], [data])
     dataset = _load(data, skip_bad_rows)

@@ -139,9 +139,18 @@ def evaluate_preferences(
         model = load_adapter(model, adapter)
     margins = []
     conditions = (("clean", heldout), ("triggered", triggered(heldout, trigger, position, seed)))
+    top_layers = trunk_cached_layers(adapter)
     for name, data in ((name, stripped(data, strip)) for name, data in conditions):
         encoded = encode_pairs(tokenizer, data.pairs, max_length, max_reply_length)
         desc = f"evaluating ({name})" if progress else None
+        trunk = None
+        if top_layers is not None:  # trained over a cached trunk: every run of a sweep shares these pairs' states
+            from poisonlab.scoring.trunk_cache import decoder_of, trunk_states
+
+            cut = len(decoder_of(model).layers) - top_layers
+            trunk = trunk_states(
+                model, encoded, tokenizer.pad_token_id, cut, chain_identity(model_name, init), batch_size, bf16
+            )
         if adapter is not None:
             # The reference (adapter off) is the same for every run of a sweep: cached per pair.
             reference = reference_logprobs(
@@ -152,9 +161,10 @@ def evaluate_preferences(
                 bf16,
                 chain_identity(model_name, init),
                 desc and f"{desc}, reference",
+                trunk=trunk,
             )
             rewards = implicit_rewards(
-                model, encoded, tokenizer.pad_token_id, beta, batch_size, bf16, reference=reference, desc=desc
+                model, encoded, tokenizer.pad_token_id, beta, batch_size, bf16, reference, desc, trunk=trunk
             )
             margins.append(rewards.margin)
         else:
@@ -176,6 +186,17 @@ def evaluate_preferences(
         clean_margins=[float(m) for m in clean],
         triggered_margins=[float(m) for m in trig],
     )
+
+
+def trunk_cached_layers(adapter: str | Path | None) -> int | None:
+    """How many top layers ``adapter`` was trained on over a cached frozen trunk (``trunk_cache``); None when
+    it was not, or says nothing. Such an adapter is scored the same way: only the layers above the trunk run."""
+    import json
+
+    if adapter is None or not (Path(adapter) / "training_config.json").is_file():
+        return None
+    settings = json.loads((Path(adapter) / "training_config.json").read_text())
+    return settings.get("trainable_layers") if settings.get("trunk_cache") else None
 
 
 MARGINS = "preference_margins.jsonl"

@@ -67,7 +67,11 @@ class ExperimentConfig(BaseModel):
         default_factory=AccessConfig,
         description="Rows the attacker controls (annotator_share, window, labels_only, ...); default: every row.",
     )
-    preset: Preset = Field("cpu", description="Training preset: cpu (default) or paper (2406.12091's values).")
+    preset: Preset = Field(
+        "cpu",
+        description="Training preset: cpu (default), paper (2406.12091's values) or fast (cpu with LoRA on the "
+        "top layers over a cached frozen trunk: docs/fast-preset.md).",
+    )
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
     eval_batch_size: int = Field(16, ge=1, description="Pairs per forward pass when evaluating.")
     evaluation: EvaluationConfig | None = Field(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ import torch
 from poisonlab.models.encoding import EncodedPair
 from poisonlab.progress import progress_bar
 from poisonlab.scoring.logprobs import collate, length_bucketed, reply_logprobs
+
+if TYPE_CHECKING:
+    from poisonlab.scoring.trunk_cache import TrunkStates
 
 
 @dataclass
@@ -50,8 +54,10 @@ def pair_logprobs(
     bf16: bool | str = "auto",
     use_adapter: bool = True,
     desc: str | None = None,
+    trunk: TrunkStates | None = None,
 ) -> PairLogprobs:
-    """log pi(chosen|x) and log pi(rejected|x) for every pair, in the order given."""
+    """log pi(chosen|x) and log pi(rejected|x) for every pair, in the order given (``trunk``: the pairs'
+    cached frozen-trunk states, so only the layers above them run)."""
     was_training = model.training
     model.eval()
     switch_off = model.disable_adapter() if (not use_adapter and hasattr(model, "disable_adapter")) else nullcontext()
@@ -61,7 +67,7 @@ def pair_logprobs(
             batches = list(length_bucketed(encoded, batch_size))
             for chunk in progress_bar(batches, desc=desc, disable=desc is None, unit="batch", leave=False):
                 batch = collate(chunk, pad_id)
-                values = reply_logprobs(model, batch, bf16=bf16).cpu().numpy()
+                values = reply_logprobs(model, batch, bf16=bf16, trunk=trunk).cpu().numpy()
                 b = batch.size
                 for k, pid in enumerate(batch.ids):
                     scores[pid] = (float(values[k]), float(values[b + k]))
@@ -101,12 +107,16 @@ def implicit_rewards(
     bf16: bool | str = "auto",
     reference: PairLogprobs | None = None,
     desc: str | None = "scoring",
+    trunk: TrunkStates | None = None,
 ) -> ImplicitRewards:
-    """beta * log(pi/pi_ref) for both replies; pass ``reference`` to reuse cached ref log-probs."""
-    policy = pair_logprobs(model, encoded, pad_id, batch_size, bf16, use_adapter=True, desc=desc and f"{desc} (policy)")
+    """beta * log(pi/pi_ref) for both replies; pass ``reference`` to reuse cached ref log-probs, ``trunk``
+    (an adapter on the top layers only) to run just the layers above the pairs' cached frozen-trunk states."""
+    policy = pair_logprobs(
+        model, encoded, pad_id, batch_size, bf16, use_adapter=True, desc=desc and f"{desc} (policy)", trunk=trunk
+    )
     if reference is None:
         reference = pair_logprobs(
-            model, encoded, pad_id, batch_size, bf16, use_adapter=False, desc=desc and f"{desc} (reference)"
+            model, encoded, pad_id, batch_size, bf16, False, desc=desc and f"{desc} (reference)", trunk=trunk
         )
     reference = reference.reorder(policy.ids)
     return ImplicitRewards(

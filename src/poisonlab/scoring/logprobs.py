@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from poisonlab.hardware import resolve_bf16
 from poisonlab.models.encoding import EncodedPair
+
+if TYPE_CHECKING:
+    from poisonlab.scoring.trunk_cache import TrunkStates
 
 
 @dataclass
@@ -64,8 +68,13 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def reply_logprobs(model: torch.nn.Module, batch: ReplyBatch, bf16: bool | str = "auto") -> torch.Tensor:
-    """Sum of log p(token) over each sequence's reply tokens: shape (2B,), on the model's device."""
+def reply_logprobs(
+    model: torch.nn.Module, batch: ReplyBatch, bf16: bool | str = "auto", trunk: TrunkStates | None = None
+) -> torch.Tensor:
+    """Sum of log p(token) over each sequence's reply tokens: shape (2B,), on the model's device.
+
+    ``trunk``: the batch's sequences' cached frozen-trunk states; only the layers above it run.
+    """
     decoder, head = _decoder_and_head(model)
     device = next(model.parameters()).device
     input_ids = batch.input_ids.to(device)
@@ -73,7 +82,10 @@ def reply_logprobs(model: torch.nn.Module, batch: ReplyBatch, bf16: bool | str =
     reply_mask = batch.reply_mask.to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
     with autocast if resolve_bf16(bf16, device.type) else nullcontext():
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (2B, T, H)
+        if trunk is None:
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (2B, T, H)
+        else:
+            hidden = trunk.last_hidden(batch, device)
         # position t predicts token t+1: keep positions whose *next* token is a reply token
         rows, cols = reply_mask[:, 1:].nonzero(as_tuple=True)
         logits = head(hidden[:, :-1][rows, cols]).float()  # (n_reply_tokens, V)

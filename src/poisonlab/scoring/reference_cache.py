@@ -14,6 +14,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch
 from poisonlab.io import atomic_write_bytes, cache_dir
 from poisonlab.models.encoding import EncodedPair
 from poisonlab.scoring.dpo_score import PairLogprobs, pair_logprobs
+
+if TYPE_CHECKING:
+    from poisonlab.scoring.trunk_cache import TrunkStates
 
 
 def pair_key(pair: EncodedPair) -> str:
@@ -81,13 +85,15 @@ def reference_logprobs(
     bf16: bool | str,
     model_key: str | None,
     desc: str | None = None,
+    trunk: TrunkStates | None = None,
 ) -> PairLogprobs:
     """The reference's reply log-probs (adapter off), computing only pairs not cached for ``model_key``.
 
-    ``model_key=None`` disables the cache (a model without a stable identity).
+    ``model_key=None`` disables the cache (a model without a stable identity). ``trunk``: the pairs' cached
+    frozen-trunk states (the same values up to float rounding, for the top layers' cost).
     """
     if model_key is None:
-        return pair_logprobs(model, encoded, pad_id, batch_size, bf16, use_adapter=False, desc=desc)
+        return pair_logprobs(model, encoded, pad_id, batch_size, bf16, use_adapter=False, desc=desc, trunk=trunk)
     from poisonlab.hardware import resolve_bf16
 
     device = next(model.parameters()).device.type
@@ -95,7 +101,7 @@ def reference_logprobs(
     keys = [pair_key(p) for p in encoded]
     missing = [p for p, k in zip(encoded, keys) if k not in cache.values]
     if missing:
-        fresh = pair_logprobs(model, missing, pad_id, batch_size, bf16, use_adapter=False, desc=desc)
+        fresh = pair_logprobs(model, missing, pad_id, batch_size, bf16, use_adapter=False, desc=desc, trunk=trunk)
         cache.add({pair_key(p): (float(c), float(r)) for p, c, r in zip(missing, fresh.chosen, fresh.rejected)})
     values = [cache.values[k] for k in keys]
     return PairLogprobs(

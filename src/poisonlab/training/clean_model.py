@@ -138,6 +138,22 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
 
     model, tokenizer = load_clean_model(ctx)
     encoded = encode_pairs(tokenizer, ctx.dataset.pairs, training.max_length, training.max_reply_length)
+    trunk = None
+    if training.trunk_cache and training.trainable_layers:  # adapter on the top layers: the trunk is cached
+        from poisonlab.models.adapters import chain_identity
+        from poisonlab.scoring.trunk_cache import trunk_states
+        from poisonlab.training.loop import decoder_layer_count
+
+        trunk = trunk_states(
+            model,
+            encoded,
+            tokenizer.pad_token_id,
+            decoder_layer_count(model) - training.trainable_layers,
+            chain_identity(ctx.model, ()),
+            training.micro_batch_size,
+            training.bf16,
+            desc="frozen trunk" if ctx.progress else None,
+        )
     rewards = implicit_rewards(
         model,
         encoded,
@@ -146,6 +162,7 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
         training.micro_batch_size * 2,
         training.bf16,
         desc="DPO scores" if ctx.progress else None,
+        trunk=trunk,
     )
     scores = rewards.scores()
     atomic_write_json(scores_file, scores)

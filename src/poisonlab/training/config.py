@@ -6,15 +6,19 @@ q/v projections, lr 1.41e-5, effective batch 16, beta 0.1, RMSprop, 1024 tokens)
 rate ~35x higher, AdamW and shorter sequences: at lr 1.41e-5 a few hundred
 pairs give a LoRA adapter about one optimizer step's worth of movement, far too
 little to show any effect in the steps a CPU can afford (see the README).
+``fast`` is ``cpu`` with LoRA on the top decoder layers only and the frozen
+layers below them run once per distinct token sequence, their output cached on
+disk (``trunk_cache``): a sweep's runs share one forward over the frozen trunk
+(docs/fast-preset.md has what it trades and what it gains).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Preset = Literal["cpu", "paper"]
+Preset = Literal["cpu", "paper", "fast"]
 
 
 class LoRATrainingConfig(BaseModel):
@@ -28,6 +32,12 @@ class LoRATrainingConfig(BaseModel):
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (paper: 0.05).")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "v_proj"], description="Module names that get adapters (paper: q/v)."
+    )
+    trainable_layers: int | None = Field(
+        None,
+        ge=1,
+        description="Adapters only on the top N decoder layers (PEFT layers_to_transform); the layers below are "
+        "frozen and need no backward pass. Default: every layer. The adapter stays a standard PEFT adapter.",
     )
     # --- optimisation ---
     learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate (paper: 1.41e-5).")
@@ -75,6 +85,13 @@ class DPOTrainingConfig(LoRATrainingConfig):
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="Assumed label-noise rate epsilon for the cdpo and rdpo losses."
     )
+    trunk_cache: bool = Field(
+        False,
+        description="With trainable_layers: compute the hidden states entering the first trainable layer once per "
+        "distinct token sequence, keep them on disk (shared by every run on the same model and cut, so a "
+        "poisoned run reuses its clean rows'), and train and score the reference by running only the top "
+        "layers. The same adapter as without it, up to float rounding. poisonlab engine only.",
+    )
     engine: Literal["poisonlab", "trl"] = Field(
         "poisonlab",
         description="Training engine. 'poisonlab': this package's loop (reference log-probs once, LM head on reply "
@@ -89,6 +106,23 @@ class DPOTrainingConfig(LoRATrainingConfig):
 
         LOSSES.get(name)
         return name
+
+    @model_validator(mode="after")
+    def _trunk_cache_needs_top_layers(self) -> DPOTrainingConfig:
+        from poisonlab.errors import InputError
+
+        if self.trunk_cache and self.trainable_layers is None:
+            raise InputError(
+                "needs trainable_layers: the cached trunk is the frozen layers below the trainable ones",
+                field="trunk_cache",
+            )
+        if self.trunk_cache and self.engine == "trl":
+            raise InputError(
+                "is a poisonlab-engine option (TRL's DPOTrainer runs the whole model at every step): set "
+                "engine: poisonlab, or trunk_cache: false",
+                field="trunk_cache",
+            )
+        return self
 
     @classmethod
     def from_preset(cls, preset: Preset = "cpu", **overrides: Any) -> DPOTrainingConfig:
@@ -107,6 +141,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_length": 1024,
         "max_reply_length": 1024,
     },
+    # cpu, with LoRA on the top 4 of SmolLM2's 30 layers and the 26 below run once per sequence (cached):
+    # ~5x less per step (benchmarks/study_speed.py); docs/fast-preset.md compares its answers to full LoRA.
+    "fast": {"trainable_layers": 4, "trunk_cache": True},
 }
 
 

@@ -33,6 +33,7 @@ from poisonlab.training.config import DPOTrainingConfig
 from poisonlab.training.loop import (
     SETTINGS_FILE,
     claim_or_finished,
+    decoder_layer_count,
     lora_model_and_pairs,
     mark_done,
     one_trainer_per_folder,
@@ -87,6 +88,20 @@ def train_dpo(
     with torch_threads(config.threads):
         tokenizer, model, encoded = lora_model_and_pairs(model_name, dataset, config, str(state.device), init)
         pad_id = tokenizer.pad_token_id
+        trunk = None
+        if config.trunk_cache:  # the frozen layers' output, once per distinct sequence (shared by every run)
+            from poisonlab.scoring.trunk_cache import trunk_states
+
+            trunk = trunk_states(
+                model,
+                encoded,
+                pad_id,
+                decoder_layer_count(model) - (config.trainable_layers or 0),
+                chain_identity(model_name, init),
+                config.micro_batch_size,
+                config.bf16,
+                desc="frozen trunk" if progress and state.is_main_process else None,
+            )
 
         # The reference never changes: one forward pass per pair, before training.
         if reference is None:
@@ -98,13 +113,14 @@ def train_dpo(
                 config.bf16,
                 chain_identity(model_name, init),  # the reference is the init model, not the bare base
                 desc="reference log-probs" if progress and state.is_main_process else None,
+                trunk=trunk,
             )
         ref = reference.reorder([p.id for p in encoded])
         loss_fn = LOSSES.get(config.loss)
 
         def micro_step(micro: np.ndarray, step: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
             batch = collate([encoded[i] for i in micro], pad_id)
-            logps = reply_logprobs(model, batch, bf16=config.bf16)
+            logps = reply_logprobs(model, batch, bf16=config.bf16, trunk=trunk)
             b = batch.size
             ref_chosen = torch.as_tensor(ref.chosen[micro], dtype=torch.float32, device=logps.device)
             ref_rejected = torch.as_tensor(ref.rejected[micro], dtype=torch.float32, device=logps.device)

@@ -40,8 +40,29 @@ NOT_COMPARED = frozenset({"threads", "save_steps"})
 MicroStep = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, dict[str, float]]]
 
 
-def lora_config(config: LoRATrainingConfig, task_type: str = "CAUSAL_LM") -> Any:
-    """The PEFT LoraConfig of a training config (both engines use this one; the reward model: ``SEQ_CLS``)."""
+def decoder_layer_count(model: torch.nn.Module) -> int:
+    """How many decoder layers ``model`` has (its config's ``num_hidden_layers``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return int(base.config.num_hidden_layers)
+
+
+def trainable_layer_indices(config: LoRATrainingConfig, n_layers: int) -> list[int] | None:
+    """The decoder layers that get adapters: the top ``config.trainable_layers`` ones (None: every layer)."""
+    if config.trainable_layers is None:
+        return None
+    if config.trainable_layers > n_layers:
+        raise InputError(
+            f"{config.trainable_layers} trainable layers asked of a model with {n_layers} decoder layers: use "
+            f"1 to {n_layers}, or leave it unset for every layer",
+            field="trainable_layers",
+        )
+    return list(range(n_layers - config.trainable_layers, n_layers))
+
+
+def lora_config(config: LoRATrainingConfig, model: torch.nn.Module, task_type: str = "CAUSAL_LM") -> Any:
+    """The PEFT LoraConfig of a training config for ``model`` (both engines use this one; the reward model:
+    ``SEQ_CLS``). With ``trainable_layers``, PEFT's ``layers_to_transform`` names the top layers, so the
+    adapter folder says where its weights go and loads like any other."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -49,6 +70,7 @@ def lora_config(config: LoRATrainingConfig, task_type: str = "CAUSAL_LM") -> Any
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
+        layers_to_transform=trainable_layer_indices(config, decoder_layer_count(model)),
         task_type=task_type,
     )
 
@@ -56,8 +78,9 @@ def lora_config(config: LoRATrainingConfig, task_type: str = "CAUSAL_LM") -> Any
 def add_lora(model: torch.nn.Module, config: LoRATrainingConfig, task_type: str = "CAUSAL_LM") -> torch.nn.Module:
     from peft import get_peft_model
 
+    lora = lora_config(config, model, task_type)
     torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, whatever ran before
-    return get_peft_model(model, lora_config(config, task_type))
+    return get_peft_model(model, lora)
 
 
 def lora_model_and_pairs(

@@ -114,7 +114,7 @@ def make_trainer(
         "dataloader_num_workers": 0,
     }
     args.update(dpo_args)
-    lora = lora_config(config)
+    lora = lora_config(config, model)
 
     class StepTimer(TrainerCallback):
         """Seconds per optimizer step, for the training log and the benchmark."""
