@@ -140,7 +140,6 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
     encoded = encode_pairs(tokenizer, ctx.dataset.pairs, training.max_length, training.max_reply_length)
     trunk = None
     if training.trunk_cache and training.trainable_layers:  # adapter on the top layers: the trunk is cached
-        from poisonlab.models.adapters import chain_identity
         from poisonlab.scoring.trunk_cache import trunk_states
         from poisonlab.training.loop import decoder_layer_count
 
@@ -149,7 +148,7 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
             encoded,
             tokenizer.pad_token_id,
             decoder_layer_count(model) - training.trainable_layers,
-            chain_identity(ctx.model, ()),
+            chain_identity(ctx.model, recorded_init(clean_adapter_dir(ctx))),  # the trunk of the model it sits on
             training.micro_batch_size,
             training.bf16,
             desc="frozen trunk" if ctx.progress else None,
