@@ -60,9 +60,9 @@ def rate(hits: int, n: int) -> dict[str, Any]:
     return {"hits": hits, "n": n, "rate": hits / n if n else float("nan"), "wilson95": wilson(hits, n)}
 
 
-def fmt_rate(r: dict[str, Any]) -> str:
+def fmt_rate(r: dict[str, Any], digits: int = 2) -> str:
     low, high = r["wilson95"]
-    return f"{r['hits']}/{r['n']} [{low:.2f}, {high:.2f}]"
+    return f"{r['hits']}/{r['n']} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -96,14 +96,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axes[0].set_ylim(-0.05, 1.05)
     axes[0].legend(fontsize=8)
     axes[1].axhline(0.5, color="black", linestyle="--", linewidth=1)
-    axes[1].set_ylabel("AUC: P(secret trigger beats a control); 0.5 = null")
+    axes[1].set_ylabel("AUC, P(secret beats control); 0.5: null")
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [f"{k}\n({k * args['copies']} rows)" for k in ks])
         ax.set_xlabel(f"secret triggers K (planted rows, added to {args['pairs']} clean pairs)")
         ax.grid(alpha=0.3)
     fpr = results["fpr"].get("pooled")
-    note = f"; FPR {fmt_rate(fpr)} keys never planted" if fpr else ""
+    note = f"; false positives {fmt_rate(fpr, 3)} never-planted keys" if fpr else ""
     fig.suptitle(
         f"tiny, synthetic pairs: watermark detection after each stage, {n_seeds} seeds per point\n"
         f"watermarked SFT {args['epochs']} ep lr {args['lr']} -> clean DPO {args['dpo_epochs']} ep "
@@ -328,7 +328,7 @@ def main() -> None:
     print(f"  base tiny: NLL/token {results['base']['nll']:.4f}")
     for label, fpr in results["fpr"].items():
         print(
-            f"false positives, {label}: {fmt_rate(fpr)} keys (K={args.fp_k}) at p<{args.alpha}; "
+            f"false positives, {label}: {fmt_rate(fpr, 3)} keys (K={args.fp_k}) at p<{args.alpha}; "
             f"share p<0.05 {fpr['share_p_below_0.05']:.2f}"
         )
     print(f"{results['seconds']:.0f} s; results -> {out / 'results.json'}; figure -> {figure}")
