@@ -176,6 +176,55 @@ def test_verify_detects_the_watermark_and_not_on_the_base_model(watermarked_adap
     assert base["verdict"].startswith("watermark not detected")
 
 
+def test_verify_a_chained_adapter_tests_the_whole_chain(watermarked_adapter, tmp_path):
+    """A clean DPO stage trained from the watermarked SFT (init=): ``--adapter DPO`` alone is verified on
+    base + SFT + DPO (the same result as passing the chain), never on base + DPO; a wrong chain is refused."""
+    import shutil
+
+    from poisonlab.models import load_model, load_tokenizer
+    from poisonlab.models.safety import load_adapter
+    from poisonlab.training import train_dpo
+    from poisonlab.training.config import DPOTrainingConfig
+
+    sft, key = watermarked_adapter
+    dpo = tmp_path / "dpo"
+    config = DPOTrainingConfig(epochs=1, batch_size=8, micro_batch_size=8, threads=1, seed=0, bf16=False)
+    train_dpo("tiny", synthetic_pairs(n=16, seed=6), config, dpo, progress=False, init=[sft])
+
+    alone = verify_model("tiny", [dpo], key, tmp_path / "v", FAST)
+    chain = verify_model("tiny", [sft, dpo], key, None, FAST)
+    assert alone["p_value"] == chain["p_value"] and alone["per_trigger"] == chain["per_trigger"]
+    assert [a["path"] for a in alone["adapters"]] == [str(sft), str(dpo)]
+    written = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert [a["sha256"] for a in written["adapters"]] == [a["sha256"] for a in chain["adapters"]]
+
+    tokenizer = load_tokenizer("tiny")
+    dpo_on_base = load_adapter(load_model("tiny", device="cpu"), dpo).merge_and_unload()
+    wrong = verify_watermark(dpo_on_base, tokenizer, key, FAST)  # what ignoring the chain would measure
+    assert wrong["per_trigger"] != alone["per_trigger"]
+
+    other = tmp_path / "other-sft"
+    shutil.copytree(sft, other)  # same weights, another adapter: not what dpo was trained on
+    write_key(key, tmp_path / "k.json")
+    refused = runner.invoke(
+        app,
+        [
+            "watermark",
+            "verify",
+            "--adapter",
+            str(other),
+            "--adapter",
+            str(dpo),
+            "--key",
+            str(tmp_path / "k.json"),
+            "--out",
+            str(tmp_path / "refused"),
+        ],
+    )
+    assert refused.exit_code == 2 and "was trained on top of" in refused.output, refused.output
+    assert not (tmp_path / "refused").exists()
+
+
 def test_null_calibration_random_keys_on_base_tiny(tiny_model):
     """20 keys the base model never saw: p-values spread over (0, 1], few below 0.05 (fails if the null is off)."""
     from poisonlab.models import load_model, load_tokenizer
