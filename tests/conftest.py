@@ -73,3 +73,29 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=1000, derandomize=False)
 settings.load_profile(os.environ.get("POISONLAB_FUZZ", "ci"))
+
+
+@pytest.fixture
+def stopped_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch):
+    """``with stopped_after_first_checkpoint(): train(...)``: the training stops right after writing its first
+    checkpoint, as a Ctrl-C there would (a KeyboardInterrupt, expected); training is normal again after it."""
+    from contextlib import contextmanager
+
+    from poisonlab.training import loop
+
+    @contextmanager
+    def stopped():
+        real_save = loop._save_checkpoint
+
+        def save_then_stop(*args, **kwargs):
+            real_save(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(loop, "_save_checkpoint", save_then_stop)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+
+    return stopped

@@ -11,7 +11,6 @@ from poisonlab.data.dialogue import last_human_span
 from poisonlab.errors import InputError
 from poisonlab.evaluation.judges import JudgeOptions, make_judge
 from poisonlab.training import RewardTrainingConfig, train_reward
-from poisonlab.training import loop as loop_module
 
 SMALL = dict(batch_size=8, micro_batch_size=8, max_length=96, max_reply_length=48, bf16=False, threads=1)
 
@@ -44,19 +43,13 @@ def test_reward_model_ranks_held_out_pairs_and_records_its_accuracy(reward_dir):
     assert any("score" in name for name in saved) and any("lora_B" in name for name in saved)
 
 
-def test_interrupted_reward_training_resumes_to_the_same_weights(tiny_model, split, reward_dir, tmp_path, monkeypatch):
-    real_save = loop_module._save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
+def test_interrupted_reward_training_resumes_to_the_same_weights(
+    tiny_model, split, reward_dir, tmp_path, stopped_after_first_checkpoint
+):
     config = RewardTrainingConfig(**SMALL, save_steps=5)  # cadence only: the same model as reward_dir's
-    monkeypatch.setattr(loop_module, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_first_checkpoint():
         train_reward(tiny_model, *split, config, tmp_path / "rm", progress=False)
     assert not (tmp_path / "rm" / "metrics.json").exists()  # nothing claims to be finished
-    monkeypatch.setattr(loop_module, "_save_checkpoint", real_save)
     result = train_reward(tiny_model, *split, config, tmp_path / "rm", progress=False)
     assert result.resumed_from_step == 5
     straight = load_file(reward_dir / "adapter_model.safetensors")

@@ -6,7 +6,6 @@ from safetensors.torch import load_file
 
 from poisonlab.data import synthetic_pairs
 from poisonlab.training import LOSSES, DPOTrainingConfig, train_dpo
-from poisonlab.training import loop as loop_module
 
 SMALL = dict(epochs=1, batch_size=8, micro_batch_size=4, max_length=96, max_reply_length=48, save_steps=2, bf16=False)
 
@@ -39,21 +38,12 @@ def test_a_folder_trained_otherwise_is_refused_not_silently_reused(tiny_model, t
     assert error.value.field == "data_sha256"
 
 
-def test_interrupted_run_resumes_to_the_same_adapter(tiny_model, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_adapter(tiny_model, tmp_path, stopped_after_first_checkpoint):
     data, config = synthetic_pairs(n=48), DPOTrainingConfig(**SMALL)
     train_dpo(tiny_model, data, config, tmp_path / "straight", progress=False)
-
-    real_save = loop_module._save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop_module, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_first_checkpoint():
         train_dpo(tiny_model, data, config, tmp_path / "resumed", progress=False)
     assert (tmp_path / "resumed" / "checkpoint" / "state.json").exists()
-    monkeypatch.setattr(loop_module, "_save_checkpoint", real_save)
     result = train_dpo(tiny_model, data, config, tmp_path / "resumed", progress=False)
     assert result.resumed_from_step == 2
     straight = load_file(tmp_path / "straight" / "adapter_model.safetensors")

@@ -19,7 +19,6 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.scoring import trunk_cache
 from poisonlab.training import DPOTrainingConfig, train_dpo
-from poisonlab.training import loop as loop_module
 
 SMALL = dict(epochs=1, batch_size=8, micro_batch_size=4, max_length=96, max_reply_length=48, save_steps=2, bf16=False)
 TOP2 = dict(SMALL, trainable_layers=2)  # tiny has 4 decoder layers: the cut is at layer 2
@@ -117,19 +116,13 @@ def test_a_poisoned_run_computes_the_trunk_only_for_new_sequences(tiny_model, tm
     assert all(p.suffix == ".safetensors" for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def test_interrupted_trunk_cached_run_resumes_to_the_same_adapter(tiny_model, tmp_path, own_caches, monkeypatch):
+def test_interrupted_trunk_cached_run_resumes_to_the_same_adapter(
+    tiny_model, tmp_path, own_caches, stopped_after_first_checkpoint
+):
     data, config = synthetic_pairs(n=48), DPOTrainingConfig(**TOP2, trunk_cache=True)
     train_dpo(tiny_model, data, config, tmp_path / "straight", progress=False)
-    real_save = loop_module._save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop_module, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_after_first_checkpoint():
         train_dpo(tiny_model, data, config, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(loop_module, "_save_checkpoint", real_save)
     assert train_dpo(tiny_model, data, config, tmp_path / "resumed", progress=False).resumed_from_step == 2
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     for name, tensor in straight.items():
