@@ -16,7 +16,7 @@ from poisonlab.experiments.lifecycle_config import LifecycleConfig
 ROOT = Path(__file__).resolve().parents[1]
 ADVBENCH = ROOT.parent / "shared" / "data" / "advbench" / "harmful_behaviors.csv"
 SHIPPED = ROOT / "configs" / "lifecycle-sft-advbench.yaml"
-FAST = {"epochs": 1, "batch_size": 8, "micro_batch_size": 8, "max_length": 96, "max_reply_length": 32}
+FAST = {"epochs": 1, "batch_size": 8, "micro_batch_size": 8, "max_length": 96, "max_reply_length": 32, "bf16": False}
 EVAL = {"judges": ["refusal"], "generation": {"max_new_tokens": 4, "batch_size": 8}}
 
 needs_advbench = pytest.mark.skipif(not ADVBENCH.exists(), reason=f"shared data not found at {ADVBENCH}")
@@ -230,8 +230,9 @@ def test_a_dpo_stage_scores_with_the_clean_chain_against_the_stage_start(tiny_mo
     train = _stage_data(config)[1].train
     tokenizer = load_tokenizer(tiny_model)
     encoded = encode_pairs(tokenizer, train.pairs, FAST["max_length"], FAST["max_reply_length"])
-    policy = pair_logprobs(load_with_adapters(tiny_model, [out / sft, out / dpo]), encoded, tokenizer.pad_token_id)
-    start = pair_logprobs(load_with_adapters(tiny_model, [out / sft]), encoded, tokenizer.pad_token_id)
+    pad = tokenizer.pad_token_id  # fp32 by hand, as the study scores (FAST pins fp32 on every CPU)
+    policy = pair_logprobs(load_with_adapters(tiny_model, [out / sft, out / dpo]), encoded, pad, 16, False)
+    start = pair_logprobs(load_with_adapters(tiny_model, [out / sft]), encoded, pad, 16, False)
     margin = 0.1 * ((policy.chosen - start.chosen) - (policy.rejected - start.rejected))
     expected = dict(zip(policy.ids, margin))
     picked = [c["id"] for c in manifest["changes"]]
