@@ -159,30 +159,15 @@ def main() -> None:
 
     def train_chain(sft_data: PreferenceDataset, seed: int, folder: Path) -> dict[str, Path]:
         """SFT -> DPO (init [sft]) -> downstream SFT (init [sft, dpo]); returns each stage's last adapter."""
-        sft_config = SFTTrainingConfig(
-            learning_rate=args.lr,
-            epochs=args.epochs,
-            batch_size=8,
-            micro_batch_size=8,
-            threads=1,
-            seed=seed,
-            bf16=False,
-        )
+        shared = {"batch_size": 8, "micro_batch_size": 8, "threads": 1, "seed": seed, "bf16": False}
+        sft_config = SFTTrainingConfig(learning_rate=args.lr, epochs=args.epochs, **shared)
         chain: list[Path] = []
         adapters: dict[str, Path] = {}
         for stage in stages:
             if stage == "sft":
                 train_sft("tiny", sft_data, sft_config, folder / "sft", progress=False)
             elif stage == "dpo":
-                config = DPOTrainingConfig(
-                    learning_rate=args.dpo_lr,
-                    epochs=args.dpo_epochs,
-                    batch_size=8,
-                    micro_batch_size=8,
-                    threads=1,
-                    seed=seed,
-                    bf16=False,
-                )
+                config = DPOTrainingConfig(learning_rate=args.dpo_lr, epochs=args.dpo_epochs, **shared)
                 train_dpo("tiny", data["dpo"], config, folder / "dpo", progress=False, init=list(chain))
             else:
                 config = sft_config.model_copy(update={"epochs": args.down_epochs})
