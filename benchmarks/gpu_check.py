@@ -197,6 +197,7 @@ def main() -> None:
             engine[f"{label} {row}"] = engine_figures(result)
             summary["stages"].append({k: v for k, v in result.items() if k != "stdout"})
     summary["engine"] = engine
+    (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")  # kept if the study runs out of time
 
     cli = [sys.executable, "-m", "poisonlab.cli", "run", "configs/quickstart.yaml", *QUICKSTART]
     devices = {"gpu": None, "cpu": ""} if cuda else {"cpu": ""}

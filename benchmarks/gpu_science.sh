@@ -12,12 +12,13 @@
 #     G=$(python -c "import poisonlab.models.smollm2 as s; print(s.gguf_folder() / s.GGUF_FILE)")
 #     mkdir -p .gpu/p1 .gpu/p2 .gpu/data; head -c 49181216 $G > .gpu/p1/gguf.part1
 #     tail -c +49181217 $G > .gpu/p2/gguf.part2; cp ../shared/data/hh-rlhf/*.gz ../shared/data/advbench/*.csv .gpu/data/
-#   call 1 (carry .whl .gpu/p1 .gpu/data):  bash benchmarks/gpu_science.sh smoke
+#   call 1 (carry .whl .gpu/p1 .gpu/data):  bash benchmarks/gpu_science.sh smoke    (or: check)
 #   call 2 (carry .whl .gpu/p2 .gpu/data):  bash benchmarks/gpu_science.sh science    (or: lifecycle)
 #   a dry check on this CPU, with tiny:     bash benchmarks/gpu_science.sh cpu
 #
 # `smoke` keeps the first half of the GGUF and runs a tiny study with generation-based evaluation on the GPU
-# (the GPU path's first test); `science` joins the GGUF, converts SmolLM2, trains the clean reward model
+# (the GPU path's first test); `check` keeps it and runs benchmarks/gpu_check.py's engine rows and GPU
+# quickstart instead (CHECK_SECONDS caps it, default 200); `science` joins the GGUF, converts SmolLM2, trains the clean reward model
 # (when `poisonlab train reward` exists) and runs the study, then packs its results into $OUT/study.tar.gz.
 set -uo pipefail
 MODE=${1:-cpu}
@@ -43,6 +44,13 @@ PY
 EVAL_TINY='{prompt_sets: [{name: held, source: heldout, limit: 48}], generation: {max_new_tokens: 16, batch_size: 64}}'
 
 case "$MODE" in
+check)
+  mkdir -p /root/keep && cp .gpu/p1/gguf.part1 /root/keep/
+  timeout "${CHECK_SECONDS:-200}" python3 benchmarks/gpu_check.py --skip-trl --skip-cpu-study --stage-timeout 80 \
+    --out /tmp/check 2>&1 | grep -v "it/s\]" | tail -40
+  cp /tmp/check/gpu_check.json "$OUT/" 2>/dev/null
+  echo "check: $(( $(now) - t0 )) s"
+  ;;
 smoke|cpu)
   if [ "$MODE" = smoke ]; then mkdir -p /root/keep && cp .gpu/p1/gguf.part1 /root/keep/ && ls -la /root/keep; fi
   pl run configs/quickstart.yaml --set ratios=[0.05] --set defenses=[] --set "evaluation=$EVAL_TINY" \
@@ -61,7 +69,7 @@ science)
   pl models prepare "$MODEL" 2>&1 | tail -1
   echo "converted: $(( $(now) - t0 )) s"
   JUDGES="[refusal]"
-  if pl train reward --help >/dev/null 2>&1; then
+  if [ "${REWARD:-1}" = 1 ] && pl train reward --help >/dev/null 2>&1; then  # REWARD=0: refusal judges only
     pl data split "$DATA" --skip-bad-rows --heldout 200 --seed 0 --out /tmp/split
     timeout 150 poisonlab train reward --data /tmp/split/train.jsonl --heldout-data /tmp/split/heldout.jsonl \
       --model "$MODEL" --epochs 1 --max-length 128 --max-reply-length 48 \

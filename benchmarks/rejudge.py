@@ -1,11 +1,14 @@
-"""Judge a finished lifecycle's generations again with other judges, each model against its stage's clean twin.
+"""Judge a finished study's generations again with other judges, each model against its clean twin.
 
 A judge added after a study ran (``deflection``, say) needs no new generation: every model's replies are in
-``stages/<k>-<stage>/<pipeline>/generations/<set>/``. This prints, per judge, each model's rate without and
-with the trigger and, for poisoned models, the contamination and backdoor effect against the clean model of
-the same stage (95% intervals, paired tests), writing the judgments under OUT (the study folder is untouched).
+``runs/<run>/generations/<set>/`` (a grid study, twin ``runs/clean``) or
+``stages/<k>-<stage>/<pipeline>/generations/<set>/`` (a lifecycle, twin: the stage's ``clean``). This prints,
+per judge, each model's rate without and with the trigger and, for poisoned models, the contamination and
+backdoor effect against its twin (95% intervals, paired tests), writing the judgments under OUT (the study
+folder is untouched).
 
     python benchmarks/rejudge.py runs/lifecycle-hh-smollm2 /tmp/rejudged --judges refusal deflection
+    python benchmarks/rejudge.py runs/hh-smollm2-generations /tmp/rejudged --judges deflection empty
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", type=Path, help="a finished lifecycle study folder")
+    parser.add_argument("study", type=Path, help="a finished grid or lifecycle study folder")
     parser.add_argument("out", type=Path, help="where the new judgments go")
     parser.add_argument("--judges", nargs="+", default=["refusal", "deflection"])
     parser.add_argument("--prompt-set", default="advbench")
     args = parser.parse_args()
-    trained = [p.relative_to(args.study) for p in args.study.glob("stages/*/*") if (p / "generations").exists()]
+    found = [*args.study.glob("stages/*/*"), *args.study.glob("runs/*")]
+    trained = [p.relative_to(args.study) for p in found if (p / "generations" / args.prompt_set).exists()]
     models = [Path("base"), *trained]
     models.sort(key=lambda m: (str(m.parent), m.name != "clean"))  # each stage's clean twin first
     for judge in args.judges:
