@@ -259,6 +259,15 @@ def test_seeds_repeat_the_study_and_aggregate(tiny_model: str, tmp_path: Path) -
     assert cell["n_seeds"] == 2 and cell["mean"] == pytest.approx(sum(values) / 2, abs=1e-5)
     assert cell["ci"] is None or cell["ci"][0] <= cell["mean"] <= cell["ci"][1]
     assert (tmp_path / "study" / "seeds.csv").read_text().startswith("run,metric,part,seed 0,seed 1,mean")
+    # `show` on the study folder: every seed's tables, the generation metrics too, then the aggregate
+    from typer.testing import CliRunner
+
+    from poisonlab.cli import app
+
+    shown = CliRunner().invoke(app, ["show", str(tmp_path / "study")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "seed-0" in shown.output and "seed-1" in shown.output and shown.output.count("2 of 2 runs finished") == 2
+    assert "refusal@held" in shown.output and "over seeds" in shown.output
     with pytest.raises(InputError, match="distinct"):
         load_config(ExperimentConfig, None, ["seeds=[1, 1]"])
 

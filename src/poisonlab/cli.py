@@ -728,7 +728,6 @@ def _run_lifecycle(config: Path, overrides: list[str], overwrite: bool) -> None:
 def show(folder: Path = typer.Argument(..., help="A study's results folder (what `poisonlab run` wrote).")) -> None:
     """Print the tables of a study that ran (finished runs only), without running anything."""
     from poisonlab.experiments import saved_study
-    from poisonlab.reports import detection_table, overlap_table, results_table, run_overlaps
 
     if (folder / "lifecycle.json").exists():  # a lifecycle study: its rows, per metric
         from poisonlab.experiments.lifecycle import StageResult
@@ -738,16 +737,38 @@ def show(folder: Path = typer.Argument(..., help="A study's results folder (what
         for key in dict.fromkeys(k for row in rows for k in row.metrics):
             console.print(lifecycle_table(rows, key))
         return
-    config, results = saved_study(folder)
+    seed_folders = sorted(folder.glob("seed-*/config.yaml"), key=lambda p: p.parent.name)
+    if not (folder / "config.yaml").exists() and seed_folders:  # a study with `seeds:`: each seed, then over seeds
+        from poisonlab.experiments.seeds import aggregate, seeds_tables
+
+        by_seed = {}
+        for path in seed_folders:
+            console.print(f"[bold]{path.parent.name}[/]")
+            by_seed[int(path.parent.name.removeprefix("seed-"))] = _show_study(*saved_study(path.parent))
+        finished = {seed: results for seed, results in by_seed.items() if results}
+        if len(finished) > 1:
+            for table in seeds_tables(aggregate(finished)):
+                console.print(table)
+        return
+    _show_study(*saved_study(folder))
+
+
+def _show_study(config: Any, results: list[Any]) -> list[Any]:
+    """The tables `poisonlab run` prints at the end, for the runs that finished; returns those results."""
+    from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
+
+    folder = Path(config.out)
     runs = config.runs()
     console.print(
         f"[bold]{config.name}[/]: model {config.model}, data {config.data}; {len(results)} of {len(runs)} runs finished"
     )
     if not results:
         console.print(f"nothing finished yet: `poisonlab run {folder}/config.yaml --out {folder}` runs the study")
-        return
+        return results
     precisions = sorted({r.precision or "precision not recorded" for r in results})
     console.print(results_table(results, title=f"{config.name} ({config.model}, {', '.join(precisions)})"))
+    for table in metric_tables(results):
+        console.print(table)
     detection = detection_table(results, title="poison detection (defenses:)")
     if detection is not None:
         console.print(detection)
@@ -758,6 +779,7 @@ def show(folder: Path = typer.Argument(..., help="A study's results folder (what
     missing = [spec.name for spec in runs if spec.name not in {r.run for r in results}]
     if missing:
         console.print(f"not finished: {', '.join(missing)} (rerun the study to finish them)")
+    return results
 
 
 @models_app.command("prepare")
