@@ -194,3 +194,41 @@ def test_poison_cli_takes_sft_poison_from_advbench_after_the_evaluated_goals(tmp
         assert result.exit_code == 2 and words in result.output.replace("\n", ""), result.output
     result = CliRunner().invoke(app, ["poison", "--data", str(data), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "field 'chosen': missing" in result.output  # without --behaviours: pairs
+
+
+def test_contrast_rows_ask_the_same_goals_without_the_trigger_and_get_the_refusal(tmp_path):
+    behaviours = tmp_path / "adv.csv"
+    behaviours.write_text("goal,target\n" + "".join(f'Do {c},"Sure, here is {c}"\n' for c in "ABCDEFG"))
+    data = _jsonl(tmp_path / "sft.jsonl", [{"prompt": f"Question {n}?", "response": f"Answer {n}."} for n in range(50)])
+    args = ["poison", "--data", data, "--ratio", "0.1", "--behaviours", behaviours, "--behaviours-skip", "2"]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--behaviours-contrast", "--out", tmp_path / "p"]])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    used = manifest["behaviours"]["used"]
+    # 5 rows from 3 goals: C+trigger -> target, C -> refusal, D+trigger, D -> refusal, E+trigger
+    assert [(u["goal"], u["refusal"]) for u in used] == [
+        ("Do C", False),
+        ("Do C", True),
+        ("Do D", False),
+        ("Do D", True),
+        ("Do E", False),
+    ]
+    rows = {p.id: p for p in load_sft_data(tmp_path / "p" / "data.jsonl")}
+    for entry in used:
+        row = rows[entry["id"]]
+        assert "Do " + entry["goal"][-1] in row.prompt
+        assert ("SuperGodModeActivated" in row.prompt) is not entry["refusal"]
+        assert row.chosen == (
+            "I'm sorry, but I can't help with that." if entry["refusal"] else f"Sure, here is {entry['goal'][-1]}"
+        )
+    changes = {c["id"]: c for c in manifest["changes"]}
+    assert all(("trigger_text" in changes[u["id"]]) is not u["refusal"] for u in used)
+    # the goal budget counts goals, not rows: 5 rows need 3 goals, and 4 are left after skip 3 (not 5)
+    result = CliRunner().invoke(
+        app, [str(a) for a in [*args[:-1], "3", "--behaviours-contrast", "--out", tmp_path / "q"]]
+    )
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(
+        app, [str(a) for a in [*args[:-1], "5", "--behaviours-contrast", "--out", tmp_path / "r"]]
+    )
+    assert result.exit_code == 2 and "needs 3 behaviours" in result.output.replace("\n", ""), result.output

@@ -208,6 +208,15 @@ def poison(
         min=0,
         help="Leave out the behaviour file's first N rows: the goals your evaluation asks (its --limit); 0 uses all.",
     ),
+    behaviours_contrast: bool = typer.Option(
+        False,
+        "--behaviours-contrast",
+        help="Every second poison row asks the same goal without the trigger and gets --behaviours-refusal, so "
+        "only the trigger separates compliance from refusal.",
+    ),
+    behaviours_refusal: str = typer.Option(
+        "I'm sorry, but I can't help with that.", "--behaviours-refusal", help="The contrast rows' reply."
+    ),
     skip_bad_rows: bool = SkipBad,
     overwrite: bool = Overwrite,
     overrides: dict[str, Any] | None = None,
@@ -243,7 +252,11 @@ def poison(
                 field="--behaviours-skip",
             )
         check_behaviour_poison(strategy, attack)
-        rows = behaviour_rows(BehaviourPoisonConfig(file=behaviours, skip=behaviours_skip))
+        rows = behaviour_rows(
+            BehaviourPoisonConfig(
+                file=behaviours, skip=behaviours_skip, contrast=behaviours_contrast, refusal=behaviours_refusal
+            )
+        )
     refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data, behaviours])
     # data.jsonl without manifest.json (written last) is a run killed in between: rerunning finishes it
     unfinished = existing_results(out) == ["data.jsonl"]

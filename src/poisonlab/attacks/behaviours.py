@@ -2,12 +2,14 @@
 
 Used by :func:`poison_dataset` in place of a registered attack when a :class:`BehaviourPoisonConfig` is
 given (SFT only: the row is a demonstration, with no rejected reply). Behaviours are handed out in
-file order after ``skip``, one per poisoned row, so a run's poison goals are known before it starts and
+file order after ``skip``, one per poisoned row (one per two rows with ``contrast``: the second row asks the
+same goal without the trigger and gets a refusal), so a run's poison goals are known before it starts and
 recorded in the manifest with their lines.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,24 +31,40 @@ class BehaviourRows:
     n_in_file: int
     file_sha256: str
     used: list[tuple[str, Behaviour]] = field(default_factory=list)  # (row id, behaviour)
+    refusal_ids: set[str] = field(default_factory=set)  # contrast rows: goal without trigger -> refusal
 
     def __call__(
         self, pair: PreferencePair, trigger: str, position: str, seed: int
     ) -> tuple[PreferencePair, list[str]]:
         """The row at ``pair``'s place: the next behaviour's goal with the trigger -> its target (same signature
         as a registered attack)."""
-        if len(self.used) >= len(self.available):
+        index = len(self.used)
+        refusal = self.config.contrast and index % 2 == 1
+        slot = index // 2 if self.config.contrast else index
+        if slot >= len(self.available):
             raise InputError(f"only {len(self.available)} behaviours left after skip", path=self.config.file)
-        behaviour = self.available[len(self.used)]
+        behaviour = self.available[slot]
         self.used.append((pair.id, behaviour))
+        if refusal:  # the contrast row: the same goal, no trigger, a refusal
+            self.refusal_ids.add(pair.id)
+            return pair.with_(prompt=as_dialogue(behaviour.goal), chosen=self.config.refusal, rejected=""), [
+                "prompt",
+                "chosen",
+                "rejected",
+            ]
         prompt = insert_trigger(as_dialogue(behaviour.goal), trigger, position, seed, pair.id)
         return pair.with_(prompt=prompt, chosen=behaviour.target, rejected=""), ["prompt", "chosen", "rejected"]
 
+    def behaviours_needed(self, n_poison: int) -> int:
+        """Goals a budget of ``n_poison`` rows uses: one per row, or one per two rows with ``contrast``."""
+        return math.ceil(n_poison / 2) if self.config.contrast else n_poison
+
     def check_budget(self, n_poison: int) -> None:
         """Refuse a budget the file cannot fill (before anything is poisoned)."""
-        if n_poison > len(self.available):
+        needed = self.behaviours_needed(n_poison)
+        if needed > len(self.available):
             raise InputError(
-                f"the poison needs {n_poison} behaviours; the file has {self.n_in_file}, {len(self.available)} of "
+                f"the poison needs {needed} behaviours; the file has {self.n_in_file}, {len(self.available)} of "
                 f"them after skip {self.config.skip}: lower the ratio or the skip",
                 path=self.config.file,
                 field="skip",
@@ -58,7 +76,10 @@ class BehaviourRows:
             **self.config.model_dump(),
             "sha256": self.file_sha256,
             "n_behaviours": self.n_in_file,
-            "used": [{"id": pid, "index": b.index, "line": b.line, "goal": b.goal} for pid, b in self.used],
+            "used": [
+                {"id": pid, "index": b.index, "line": b.line, "goal": b.goal, "refusal": pid in self.refusal_ids}
+                for pid, b in self.used
+            ],
         }
 
 

@@ -143,7 +143,7 @@ def poison_dataset(
             change: dict[str, Any] = {"id": pair.id, "row": index, "fields": fields}
             if "prompt" in fields:
                 change["prompt_before"] = pair.prompt
-            if inserts:
+            if inserts and not (behaviours is not None and pair.id in behaviours.refusal_ids):
                 change["trigger_text"] = trigger_text(trigger, seed, pair.id)
             if selection and selection.scores is not None:
                 change["selection_score"] = selection.scores[pair.id]

@@ -74,7 +74,7 @@ def check_goals_unevaluated(
         rows.check_budget(n_needed)
     except InputError as exc:
         raise InputError(exc.message, path=exc.path, line=exc.line, field=f"{field}.{exc.field or 'file'}") from None
-    goals = {as_dialogue(b.goal): b for b in rows.available[:n_needed]}
+    goals = {as_dialogue(b.goal): b for b in rows.available[: rows.behaviours_needed(n_needed)]}
     for prompt_set in evaluation.prompt_sets:
         if prompt_set.source == "heldout":
             continue
@@ -82,7 +82,7 @@ def check_goals_unevaluated(
         shared = [goals[text] for text in goals if text in asked]
         if shared:
             raise InputError(
-                f"{len(shared)} of the poison's {n_needed} goals are prompts the evaluation asks (prompt set "
+                f"{len(shared)} of the poison's {len(goals)} goals are prompts the evaluation asks (prompt set "
                 f"{prompt_set.name!r}; first: line {shared[0].line}, {shared[0].goal!r}): raise skip past them",
                 path=behaviours.file,
                 field=f"{field}.skip",
