@@ -284,6 +284,10 @@ def test_the_audit_writes_every_condition(tiny_model, tmp_path):
         assert 0 <= c["preference"]["accuracy"] <= 1
     assert len(saved["selections"]["k4"]["amplifying"]) == 4
     assert len(saved["first_order_check"]["points"]) == 3
+    from PIL import Image
+
+    with Image.open(tmp_path / "bias_audit.png") as figure:  # the figure beside it: a real PNG, one panel per k
+        assert figure.format == "PNG" and figure.size[0] > 400
 
 
 @pytest.mark.parametrize(

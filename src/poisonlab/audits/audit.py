@@ -14,8 +14,8 @@ bias after DPO, and does reversing or removing the pairs at the other end reduce
    held-out pairs (Wilson interval), and check the first-order prediction (sum of the flipped pairs'
    scores) against the measured change across all flip conditions (Spearman).
 
-Everything lands in ``out/audit.json`` (written atomically); adapters in ``out/runs/<condition>``,
-where a rerun finds them finished and skips the training.
+Everything lands in ``out/audit.json`` and ``out/bias_audit.png`` (written atomically); adapters in
+``out/runs/<condition>``, where a rerun finds them finished and skips the training.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from poisonlab import __version__
 from poisonlab.audits.features import describe_selection
+from poisonlab.audits.figure import plot_bias_audit
 from poisonlab.audits.perturb import (
     SCORE,
     amplifying,
@@ -47,6 +48,7 @@ from poisonlab.io import atomic_write_json
 from poisonlab.training.config import DPOTrainingConfig
 
 AUDIT_FILE = "audit.json"
+FIGURE_FILE = "bias_audit.png"
 
 
 class BiasAuditConfig(BaseModel):
@@ -239,6 +241,7 @@ def run_bias_audit(
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(out / AUDIT_FILE, result)
+    plot_bias_audit(result, out / FIGURE_FILE)
     return result
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from poisonlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from poisonlab.io import atomic_write_bytes, atomic_write_figure, atomic_write_json, atomic_write_text
 
 
 def _rows(results: Sequence[Any], flat: bool = True) -> list[dict[str, Any]]:
@@ -287,13 +287,7 @@ def _axes(title: str, ylabel: str, percent: bool) -> tuple[Any, Any]:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_figure(fig, path)
 
 
 def plot_backdoor_success(rows: list[dict[str, Any]], path: Path) -> None:
