@@ -38,7 +38,8 @@ def main() -> None:
     args = parser.parse_args()
     found = [*args.study.glob("stages/*/*"), *args.study.glob("runs/*")]
     trained = [p.relative_to(args.study) for p in found if (p / "generations" / args.prompt_set).exists()]
-    models = [Path("base"), *trained]
+    has_base = (args.study / "base" / "generations" / args.prompt_set).exists()  # base_model: false has none
+    models = [Path("base"), *trained] if has_base else trained
     models.sort(key=lambda m: (str(m.parent), m.name != "clean"))  # each stage's clean twin first
     for judge in args.judges:
         print(f"\n{judge}: model | no trigger | trigger | contamination | backdoor effect")
