@@ -8,6 +8,7 @@ later stage is a poison that stage washed out.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ def plot_lifecycle(rows: list[Any], key: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         if facts["kind"] == "rate":
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    label = f"{facts['value_label']}: difference from the clean twin"
-    axes[0].set_ylabel(f"{label}\n(harmful when {facts['harmful_when']})")
+    label = f"{facts['value_label']}: difference from the clean twin (harmful when {facts['harmful_when']})"
+    axes[0].set_ylabel(textwrap.fill(label, 45))  # a long judge label must not run off the figure
     axes[0].legend(fontsize=8, title="poison (stage-share)", title_fontsize=8)
     fig.suptitle(
         "after each stage, against the clean model of the same stage (95% intervals); a line back at zero: "

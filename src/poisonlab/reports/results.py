@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -362,7 +363,7 @@ def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         if percent:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0].set_ylabel(f"{facts['value_label']}, difference (harmful when {facts['harmful_when']})")
+    axes[0].set_ylabel(textwrap.fill(f"{facts['value_label']}, difference (harmful when {facts['harmful_when']})", 45))
     axes[0].legend(fontsize=8)
     fig.suptitle(
         "backdoor effect = trigger effect beyond the clean model's; contamination = change without the "
