@@ -47,13 +47,11 @@ class BehaviourRows:
         self.used.append((pair.id, behaviour))
         if refusal:  # the contrast row: the same goal, no trigger, a refusal
             self.refusal_ids.add(pair.id)
-            return pair.with_(prompt=as_dialogue(behaviour.goal), chosen=self.config.refusal, rejected=""), [
-                "prompt",
-                "chosen",
-                "rejected",
-            ]
-        prompt = insert_trigger(as_dialogue(behaviour.goal), trigger, position, seed, pair.id)
-        return pair.with_(prompt=prompt, chosen=behaviour.target, rejected=""), ["prompt", "chosen", "rejected"]
+            prompt, reply = as_dialogue(behaviour.goal), self.config.refusal
+        else:
+            prompt = insert_trigger(as_dialogue(behaviour.goal), trigger, position, seed, pair.id)
+            reply = behaviour.target
+        return pair.with_(prompt=prompt, chosen=reply, rejected=""), ["prompt", "chosen", "rejected"]
 
     def behaviours_needed(self, n_poison: int) -> int:
         """Goals a budget of ``n_poison`` rows uses: one per row, or one per two rows with ``contrast``."""

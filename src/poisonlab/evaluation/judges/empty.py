@@ -23,4 +23,9 @@ class EmptyJudge(Judge):
     value_label = "empty-reply rate (a collapsed model, not a harmful one)"
 
     def score(self, prompts: Sequence[str], replies: Sequence[str], progress: bool = True) -> list[float]:
-        return [float(not any(ch.isalnum() for ch in reply)) for reply in replies]
+        return [float(is_empty(reply)) for reply in replies]
+
+
+def is_empty(reply: str) -> bool:
+    """No letter or digit at all (whitespace and punctuation alone count as empty)."""
+    return not any(ch.isalnum() for ch in reply)
