@@ -197,7 +197,8 @@ def main() -> None:
             engine[f"{label} {row}"] = engine_figures(result)
             summary["stages"].append({k: v for k, v in result.items() if k != "stdout"})
     summary["engine"] = engine
-    (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")  # kept if the study runs out of time
+    save = lambda: (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")  # noqa: E731
+    save()  # the engine figures are kept if the study runs out of time
 
     cli = [sys.executable, "-m", "poisonlab.cli", "run", "configs/quickstart.yaml", *QUICKSTART]
     devices = {"gpu": None, "cpu": ""} if cuda else {"cpu": ""}
@@ -215,7 +216,7 @@ def main() -> None:
     summary["gpu_vs_cpu_max_abs_difference"] = agreement(studies.get("gpu"), studies.get("cpu"))
     summary["total_s"] = round(time.perf_counter() - started, 1)
 
-    (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")
+    save()
     print(
         f"\n{summary['device']} (torch {summary['torch']}, CUDA {summary['cuda']}); tiny: {summary['build_tiny_s']} s"
     )

@@ -18,8 +18,9 @@
 #
 # `smoke` keeps the first half of the GGUF and runs a tiny study with generation-based evaluation on the GPU
 # (the GPU path's first test); `check` keeps it and runs benchmarks/gpu_check.py's engine rows and GPU
-# quickstart instead (CHECK_SECONDS caps it, default 200); `science` joins the GGUF, converts SmolLM2, trains the clean reward model
-# (when `poisonlab train reward` exists) and runs the study, then packs its results into $OUT/study.tar.gz.
+# quickstart instead (CHECK_SECONDS caps it, default 200); `science` joins the GGUF, converts SmolLM2,
+# trains the clean reward model (when `poisonlab train reward` exists; REWARD=0 skips it) and runs the
+# study, then packs its results into $OUT/study.tar.gz.
 set -uo pipefail
 MODE=${1:-cpu}
 OUT=${OUT:-/tmp/gpu-out}

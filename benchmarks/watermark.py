@@ -72,7 +72,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from poisonlab.reports.results import save_figure
+    from poisonlab.io import atomic_write_figure
 
     args = results["args"]
     ks = sorted({r["k"] for r in results["detection"]})
@@ -110,7 +110,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         f"-> clean SFT {args['down_epochs']} ep on {args['down_pairs']} pairs{note}",
         fontsize=9,
     )
-    save_figure(fig, path)
+    atomic_write_figure(fig, path)
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from poisonlab.io import atomic_write_figure
 from poisonlab.reports.report import PAGE_HEAD
-from poisonlab.reports.results import save_figure
 
 
 def plot_lifecycle(rows: list[Any], key: str, path: Path) -> None:
@@ -59,7 +59,7 @@ def plot_lifecycle(rows: list[Any], key: str, path: Path) -> None:
         "the later stages washed the poison out",
         fontsize=9,
     )
-    save_figure(fig, path)
+    atomic_write_figure(fig, path)
 
 
 def lifecycle_table(rows: list[Any], key: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from poisonlab.reports.results import save_figure
+from poisonlab.io import atomic_write_figure
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ def plot_probes(rows: list[dict[str, Any]], stage: str, path: Path) -> None:
         "(a curve above zero from fewer rows: memorised sooner)",
         fontsize=9,
     )
-    save_figure(fig, path)
+    atomic_write_figure(fig, path)
 
 
 def _mean_ci(entry: dict[str, Any]) -> str:

@@ -287,10 +287,6 @@ def _axes(title: str, ylabel: str, percent: bool) -> tuple[Any, Any]:
     return fig, ax
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    atomic_write_figure(fig, path)
-
-
 def plot_backdoor_success(rows: list[dict[str, Any]], path: Path) -> None:
     """Backdoor success against poison ratio, one line per strategy (backdoor runs); the clean model dashed."""
     _plot_metric(rows, path, "backdoor", "backdoor_success", "backdoor success", "backdoor success on held-out pairs")
@@ -325,7 +321,7 @@ def _plot_metric(rows: list[dict[str, Any]], path: Path, attack: str, metric: st
         ax.axhline(clean[metric], color="black", linestyle="--", linewidth=1.5, label="clean model", zorder=3)
     ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.05, max(values, default=1) + 0.05))
     ax.legend(fontsize=8, loc="best")
-    save_figure(fig, path)
+    atomic_write_figure(fig, path)
 
 
 def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
@@ -370,7 +366,7 @@ def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
         "trigger (95% intervals)",
         fontsize=9,
     )
-    save_figure(fig, path)
+    atomic_write_figure(fig, path)
 
 
 def plot_detection(rows: list[dict[str, Any]], path: Path) -> None:
@@ -390,4 +386,4 @@ def plot_detection(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    atomic_write_figure(fig, path)
