@@ -179,6 +179,7 @@ def plot(rows: list[dict[str, Any]], metric: str | None, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
 
     from poisonlab.io import atomic_write_figure
 
@@ -205,6 +206,10 @@ def plot(rows: list[dict[str, Any]], metric: str | None, path: Path) -> None:
             for share, value, n in zip(x, y, (p[2] for p in points)):
                 ax.annotate(f"{n}", (share, value), textcoords="offset points", xytext=(5, 5), fontsize=7)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(sorted({r["share"] for r in rows})))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.axhline(0, color="black", linestyle="--", linewidth=1)
         ax.set_xlabel("attacker's share of the annotators (log)")
         ax.set_title(f"{part.replace('_', ' ')}{f': {metric}' if metric else ''}", fontsize=10)

@@ -7,6 +7,7 @@ Model-based strategies run on the real `tiny` model with a short clean DPO run o
 import hashlib
 import json
 import random
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -199,3 +200,49 @@ def test_experiment_config_takes_access_and_refuses_a_trigger_for_a_labels_only_
     with pytest.raises(InputError, match="inserts a trigger") as caught:
         load_config(ExperimentConfig, path)
     assert caught.value.field == "access"
+
+
+ADVBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "advbench" / "harmful_behaviors.csv"
+
+
+@pytest.mark.skipif(not ADVBENCH.exists(), reason=f"shared data not found at {ADVBENCH}")
+def test_access_sweep_over_a_lifecycle_shrinks_the_poison_and_trains_the_clean_twin_once(tiny_model, tmp_path):
+    """benchmarks/access.py on the shipped SmolLM2 config, trimmed for tiny: the share constrains the SFT stage's
+    contrast poison to the attacker's rows, and every share is judged against one clean twin (hard-linked)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("access_benchmark", root / "benchmarks" / "access.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    config = root / "configs" / "access-sft-advbench-smollm2.yaml"
+    training = {"epochs": 1, "batch_size": 8, "max_length": 96, "max_reply_length": 32, "bf16": False}
+    sets = [
+        f"model={tiny_model}",
+        "heldout=8",
+        "stages.0.data=synthetic",
+        "stages.0.max_train_pairs=100",
+        f"stages.0.behaviours.file={ADVBENCH}",
+        f"stages.0.training={json.dumps(training)}",
+        f"evaluation.prompt_sets.0.source={ADVBENCH}",
+        "evaluation.prompt_sets.0.limit=4",
+        "evaluation.judges=[refusal]",
+        "evaluation.generation={max_new_tokens: 4, batch_size: 8}",
+        "evaluation.base_model=false",
+    ]
+    assert sweep.is_lifecycle(config)
+    first = tmp_path / "share-1"
+    rows = [r for share in (1.0, 0.04) for r in sweep.run_share_lifecycle(config, share, tmp_path, sets, 0, first)]
+    poisoned = {r["share"]: r for r in rows if r["strategy"] != "none"}
+    assert poisoned[1.0]["n_poisoned"] == poisoned[1.0]["n_requested"] == 10  # 10% of 100 rows: 5 goals twice
+    narrow = poisoned[0.04]
+    assert narrow["n_poisoned"] == narrow["n_controlled"] < 10 and narrow["n_requested"] == 10  # 2 of 50 annotators
+    manifest = json.loads((tmp_path / "share-0.04/stages/1-sft/sft-0.1/poison/manifest.json").read_text())
+    assert len(manifest["access"]["attacker_annotators"]) == 2 and manifest["access"]["shortfall"] > 0
+    twin = "stages/1-sft/clean/adapter/adapter_model.safetensors"
+    assert (first / twin).stat().st_ino == (tmp_path / "share-0.04" / twin).stat().st_ino  # copied, not retrained
+    assert "backdoor_effect" in narrow["metrics"]["refusal@advbench"]
+    text = sweep.lifecycle_table(rows, "refusal@advbench")
+    assert text.count("clean") == 1 and "sft-0.1" in text  # one clean twin line for every share
+    sweep.plot(rows, "refusal@advbench", tmp_path / "access.png")
+    assert (tmp_path / "access.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
