@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from poisonlab.attacks import poison_dataset, write_poisoned
 from poisonlab.attacks.triggers import TRIGGERS, insert_trigger, trigger_text
 from poisonlab.cli import app
 from poisonlab.data import synthetic_pairs
+from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.defenses import DETECTORS, DefenseConfig, scan, write_scan
 from poisonlab.defenses.trigger_mining import mine_triggers, prompt_ngrams
 from poisonlab.training import DPOTrainingConfig
@@ -136,3 +138,48 @@ def test_scan_of_clean_data_removes_nothing_by_default(minilm, tmp_path):
 def test_every_detector_has_facts():
     assert all(DETECTORS.facts(name) is not None for name in DETECTORS.names())
     assert DETECTORS.facts("trigger-mining").names_trigger and not DETECTORS.facts("loss").names_trigger
+
+
+ADVBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "advbench" / "harmful_behaviors.csv"
+
+
+@pytest.fixture(scope="module")
+def hh_sft_rows(hh_file):
+    from poisonlab.data import load_sft_data
+
+    rows = load_sft_data(hh_file, on_error="skip")
+    return PreferenceDataset(rows.pairs[:300], rows.source)
+
+
+def test_demo_mining_names_an_sft_backdoor_and_leaves_clean_sft_rows_alone(minilm, hh_sft_rows, tmp_path):
+    """30 AdvBench demonstrations (goal + trigger -> "Sure, here is ...") among 300 HH-RLHF SFT rows: every one
+    flagged, the trigger named; the same rows unpoisoned: nothing flagged. (Measured on HH: README, Defenses.)"""
+    from poisonlab.attacks.behaviour_config import BehaviourPoisonConfig
+    from poisonlab.attacks.behaviours import behaviour_rows
+
+    if not ADVBENCH.exists():
+        pytest.skip(f"shared data not found at {ADVBENCH}")
+    assert scan(hh_sft_rows, ["trigger-mining-demo"], progress=False, sft=True).detections[0].flagged == []
+    behaviours = behaviour_rows(BehaviourPoisonConfig(file=str(ADVBENCH), skip=60))
+    result = poison_dataset(hh_sft_rows, "random", "backdoor", 0.1, progress=False, behaviours=behaviours)
+    poisoned = result.manifest["poisoned_ids"]
+    scanned = scan(result.dataset, ["trigger-mining-demo"], progress=False, poisoned_ids=poisoned, sft=True)
+    detection, metrics = scanned.detections[0], scanned.metrics["trigger-mining-demo"]
+    assert [t["ngram"] for t in detection.details["suspected_triggers"]] == ["supergodmodeactivated"]
+    assert metrics.recall == 1.0 and metrics.precision == 1.0
+
+
+def test_sft_scan_refuses_a_detector_that_needs_pairs(hh_sft_rows, tmp_path):
+    from poisonlab.data.writer import write_pairs
+    from poisonlab.errors import InputError
+
+    with pytest.raises(InputError, match="needs preference pairs") as caught:
+        scan(hh_sft_rows, ["trigger-mining-demo", "spectral-signature:prompt-embeddings", "loss"], sft=True)
+    assert caught.value.field == "--detector"
+    data = tmp_path / "sft.jsonl"
+    write_pairs(hh_sft_rows, data)
+    run = CliRunner().invoke(
+        app, ["scan", "--sft", "--data", str(data), "--out", str(tmp_path / "s"), "--detector", "clustering"]
+    )
+    assert run.exit_code == 2 and "'clustering' needs preference pairs" in run.output
+    assert not (tmp_path / "s").exists()  # refused before anything is written

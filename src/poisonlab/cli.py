@@ -510,17 +510,25 @@ def scan(
         "Without one, one is trained on --data (cpu preset) and cached.",
     ),
     seed: int = typer.Option(0, help="Seed of the projection, the clustering and any training."),
+    sft: bool = typer.Option(
+        False,
+        "--sft",
+        help="The data is SFT data (instruction rows, or preference rows read as prompt -> chosen): vet its "
+        "demonstrations with trigger-mining-demo (or spectral-signature/clustering:prompt-embeddings).",
+    ),
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
 ) -> None:
-    """Vet preference data: score every pair for suspicion with each detector, and keep what it does not flag."""
+    """Vet preference (or, with --sft, SFT) data: score every row for suspicion with each detector, and keep what
+    it does not flag."""
     from poisonlab.defenses import poisoned_ids_from_manifest, write_scan
     from poisonlab.defenses import scan as scan_data
-    from poisonlab.defenses.scan import kept_file_name, parse_spec
+    from poisonlab.defenses.scan import check_reads_demonstrations, kept_file_name, parse_spec
     from poisonlab.reports import scan_table
 
-    for spec in detector:
-        parse_spec(spec)
+    specs = [(spec, *parse_spec(spec)) for spec in detector]
+    if sft:
+        check_reads_demonstrations(specs)
     written = [out / "scores.csv", out / "scan.json", *(out / kept_file_name(spec) for spec in detector)]
     _refuse_overwriting_inputs(written, [data, manifest])
     config = validated(DefenseConfig, overrides or {})
@@ -533,8 +541,8 @@ def scan(
     beside = Path(data).parent / "manifest.json"
     manifest = manifest or (beside if Path(data).is_file() and beside.exists() else None)
     poisoned = poisoned_ids_from_manifest(manifest, data) if manifest else None
-    dataset = _load(data, skip_bad_rows)
-    result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned)
+    dataset = _load(data, skip_bad_rows, sft=sft)
+    result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned, sft=sft)
     write_scan(result, out, poisoned)
     budget = config.budget(len(dataset))
     if budget is not None:

@@ -1,6 +1,6 @@
 """Stage: defenses -- score every pair for suspicion, flag some, judge the flags, keep the rest."""
 
-from poisonlab.defenses import trigger_mining  # noqa: F401 (registers its detectors)
+from poisonlab.defenses import trigger_mining, trigger_mining_demo  # noqa: F401 (register their detectors)
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.defenses.detectors import (
     DETECTORS,

@@ -81,6 +81,8 @@ class DetectorFacts:
     """What the rest of the package needs to know about a detector, given where it is registered."""
 
     names_trigger: bool = False  # its details name suspected triggers and its reasons cite them
+    demonstrations: bool = False  # reads SFT rows (prompt -> reply): needs no rejected reply and no DPO model
+    features: bool = False  # looks at DefenseConfig.features (then prompt-embeddings also read SFT rows)
 
 
 Detector = Callable[[DetectionContext], Detection]
@@ -134,7 +136,7 @@ def spectral_signature_scores(features: np.ndarray) -> np.ndarray:
     return (centred @ vt[0]) ** 2
 
 
-@DETECTORS.register("spectral-signature", facts=DetectorFacts())
+@DETECTORS.register("spectral-signature", facts=DetectorFacts(features=True))
 def spectral_signature(ctx: DetectionContext) -> Detection:
     scores = spectral_signature_scores(ctx.features())
     details = {"features": ctx.config.features, "score": "((R_i - mean R) . v)^2, v: top singular vector"}
@@ -160,7 +162,7 @@ def two_clusters(features: np.ndarray, config: DefenseConfig, seed: int) -> tupl
     return labels, distances[:, 1 - small] - distances[:, small], small
 
 
-@DETECTORS.register("clustering", facts=DetectorFacts())
+@DETECTORS.register("clustering", facts=DetectorFacts(features=True))
 def clustering(ctx: DetectionContext) -> Detection:
     ids = ctx.dataset.ids
     labels, scores, small = two_clusters(ctx.features(), ctx.config, ctx.seed)

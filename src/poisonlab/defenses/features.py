@@ -54,7 +54,8 @@ def gradient_features(ctx: DetectionContext) -> np.ndarray:
     return values
 
 
-def _embed(ctx: DetectionContext, texts: list[str]) -> np.ndarray:
+def embed_texts(ctx: DetectionContext, texts: list[str]) -> np.ndarray:
+    """The configured encoder's embeddings of ``texts`` (cached per text)."""
     from poisonlab.scoring.encoders import embed_prompts, get_encoder
 
     encoder = get_encoder(ctx.config.encoder, ctx.model)
@@ -63,11 +64,11 @@ def _embed(ctx: DetectionContext, texts: list[str]) -> np.ndarray:
 
 @FEATURES.register("prompt-embeddings")
 def prompt_embeddings(ctx: DetectionContext) -> np.ndarray:
-    return _embed(ctx, [pair.prompt for pair in ctx.dataset])
+    return embed_texts(ctx, [pair.prompt for pair in ctx.dataset])
 
 
 @FEATURES.register("reply-embeddings")
 def reply_embeddings(ctx: DetectionContext) -> np.ndarray:
     n = len(ctx.dataset)
-    both = _embed(ctx, [pair.chosen for pair in ctx.dataset] + [pair.rejected for pair in ctx.dataset])
+    both = embed_texts(ctx, [pair.chosen for pair in ctx.dataset] + [pair.rejected for pair in ctx.dataset])
     return both[:n] - both[n:]

@@ -66,6 +66,20 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, features or None
 
 
+def check_reads_demonstrations(specs: Sequence[tuple[str, str, str | None]]) -> None:
+    """Refuse a detector that needs preference pairs (a rejected reply, a DPO model) on SFT rows."""
+    for spec, name, features in specs:
+        facts = DETECTORS.facts(name) or DetectorFacts()
+        if facts.demonstrations or (facts.features and features == "prompt-embeddings"):
+            continue
+        readers = sorted(n for n in DETECTORS.names() if (DETECTORS.facts(n) or DetectorFacts()).demonstrations)
+        raise InputError(
+            f"{spec!r} needs preference pairs (a rejected reply, or a DPO model's scores); SFT rows take "
+            f"{', '.join(readers)}, or spectral-signature/clustering with :prompt-embeddings",
+            field="--detector",
+        )
+
+
 def kept_file_name(spec: str) -> str:
     """The file ``write_scan`` writes the pairs ``spec`` does not flag to."""
     return f"kept-{spec.replace(':', '-')}.jsonl"
@@ -122,14 +136,18 @@ def scan(
     adapter: str | Path | None = None,
     poisoned_ids: Sequence[str] | None = None,
     progress: bool = True,
+    sft: bool = False,
 ) -> ScanResult:
     """Run ``detectors`` on ``dataset``; judge them if ``poisoned_ids`` (the ground truth) is given.
 
     ``model``, ``training`` and ``adapter`` matter to the ``loss`` detector and the ``gradients``
     features: the model they score with is ``adapter`` on ``model``, or, without an adapter, one
-    trained here on ``dataset`` with ``training`` (cached).
+    trained here on ``dataset`` with ``training`` (cached). With ``sft`` the rows are SFT demonstrations
+    (prompt -> reply; a rejected reply, where a row has one, is ignored): only detectors that read them run.
     """
     specs = [(spec, *parse_spec(spec)) for spec in detectors]  # check every name before any work
+    if sft:
+        check_reads_demonstrations(specs)
     config = config or DefenseConfig()
     detections = []
     for spec, name, features in specs:
