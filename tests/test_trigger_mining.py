@@ -169,7 +169,7 @@ def test_demo_mining_names_an_sft_backdoor_and_leaves_clean_sft_rows_alone(minil
     assert metrics.recall == 1.0 and metrics.precision == 1.0
 
 
-def test_sft_scan_refuses_a_detector_that_needs_pairs(hh_sft_rows, tmp_path):
+def test_sft_scan_refuses_a_detector_that_needs_pairs_and_defaults_to_demo_mining(minilm, hh_sft_rows, tmp_path):
     from poisonlab.data.writer import write_pairs
     from poisonlab.errors import InputError
 
@@ -183,3 +183,8 @@ def test_sft_scan_refuses_a_detector_that_needs_pairs(hh_sft_rows, tmp_path):
     )
     assert run.exit_code == 2 and "'clustering' needs preference pairs" in run.output
     assert not (tmp_path / "s").exists()  # refused before anything is written
+    run = CliRunner().invoke(app, ["scan", "--sft", "--data", str(data), "--out", str(tmp_path / "t")])
+    assert run.exit_code == 0, run.output
+    report = json.loads((tmp_path / "t" / "scan.json").read_text())
+    assert [d["detector"] for d in report["detectors"]] == ["trigger-mining-demo"]  # --sft's default
+    assert report["detectors"][0]["flagged"] == []

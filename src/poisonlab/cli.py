@@ -494,11 +494,13 @@ def judge(
 def scan(
     data: str = DataArg,
     out: Path = typer.Option(..., "--out", help="Folder for scores.csv, kept-<detector>.jsonl and scan.json."),
-    detector: list[str] = typer.Option(
-        ["trigger-mining-reply"],
+    detector: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None,
         "--detector",
-        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable. The "
-        "default flagged no clean pair of the synthetic set or HH-RLHF (README, Defenses).",
+        help="Detector, optionally with its features: spectral-signature:reply-embeddings. Repeatable. Default: "
+        "trigger-mining-reply (with --sft: trigger-mining-demo), which flagged no clean pair of the synthetic set "
+        "or HH-RLHF (README, Defenses).",
+        show_default=False,
     ),
     manifest: Optional[Path] = typer.Option(  # noqa: UP045
         None, help="The poison manifest, to judge the detectors (default: manifest.json beside --data)."
@@ -526,6 +528,7 @@ def scan(
     from poisonlab.defenses.scan import check_reads_demonstrations, kept_file_name, parse_spec
     from poisonlab.reports import scan_table
 
+    detector = detector or ["trigger-mining-demo" if sft else "trigger-mining-reply"]
     specs = [(spec, *parse_spec(spec)) for spec in detector]
     if sft:
         check_reads_demonstrations(specs)
