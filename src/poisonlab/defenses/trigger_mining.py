@@ -84,10 +84,10 @@ class SuspectedTrigger:
     p_value: float
     q_value: float  # Benjamini-Hochberg
 
-    def reason(self, signals: tuple[str, str]) -> str:
+    def reason(self, signals: tuple[str, str], unit: str = "pairs") -> str:
         signal = signals[0] if self.tail == "high" else signals[1]
         return (
-            f"prompt contains '{self.ngram}': {self.in_suspicious} of its {self.pairs} pairs are among the "
+            f"prompt contains '{self.ngram}': {self.in_suspicious} of its {self.pairs} {unit} are among the "
             f"{self.suspicious_share:.0%} {signal} (expected {self.expected:.1f}; BH q={self.q_value:.1e})"
         )
 
@@ -189,10 +189,11 @@ def mining_detection(
     suspicion: np.ndarray | list[np.ndarray],
     signals: tuple[str, str],
     two_sided: bool,
+    unit: str = "pairs",
 ) -> Detection:
     """Mine, flag the pairs that contain a suspected trigger, score every pair, and say why for each flag.
 
-    ``signals`` names the high and the low tail of ``suspicion`` for the reasons.
+    ``signals`` names the high and the low tail of ``suspicion`` for the reasons; ``unit`` what a row is.
     """
     config, ids = ctx.config, ctx.dataset.ids
     prompts = [pair.prompt for pair in ctx.dataset]
@@ -227,7 +228,7 @@ def mining_detection(
         "ngrams_tested": len(mined.ngrams),
         "suspected_triggers": [t.__dict__ for t in mined.triggers],
     }
-    reasons = {pid: trigger.reason(signals) for pid, trigger in flagged_by.items()}
+    reasons = {pid: trigger.reason(signals, unit) for pid, trigger in flagged_by.items()}
     return Detection(name, dict(zip(ids, scores.tolist())), flagged, details, reasons)
 
 

@@ -37,4 +37,4 @@ def trigger_mining_demo(ctx: DetectionContext) -> Detection:
     norms = np.linalg.norm(replies, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
     against = -(replies @ mean) / np.where(norms == 0, 1, norms)
     signals = ("rows whose replies are most unlike their neighbours'", "rows whose replies are most alike")
-    return mining_detection("trigger-mining-demo", ctx, [local, against], signals, two_sided=True)
+    return mining_detection("trigger-mining-demo", ctx, [local, against], signals, two_sided=True, unit="rows")
