@@ -7,14 +7,14 @@ clean twin with its 95% interval.
 
 - An experiment config (``configs/access-annotators.yaml``): ``access.annotator_share`` is replaced; the
   measure is the held-out preference flip (backdoor success and its effect against the clean twin).
-- A lifecycle config (``configs/access-sft-advbench-smollm2.yaml``): ``stages.<--stage>.access.annotator_share``
+- A lifecycle config (``configs/lifecycle-access-sft-smollm2.yaml``): ``stages.<--stage>.access.annotator_share``
   is replaced; the measure is a generation judge (``--metric``, e.g. ``deflection@advbench``): what the model
   says with and without the trigger, against the clean twin of the same stage. The clean pipeline does not
   depend on the constraint, so it is trained in the first share's study and copied (hard links) into the
   others, not trained again.
 
     OMP_NUM_THREADS=1 python benchmarks/access.py configs/access-annotators.yaml
-    OMP_NUM_THREADS=1 python benchmarks/access.py configs/access-sft-advbench-smollm2.yaml \
+    OMP_NUM_THREADS=1 python benchmarks/access.py configs/lifecycle-access-sft-smollm2.yaml \
         --shares 1 0.1 0.04 0.02 --metric deflection@advbench --figure access.png
 
 Studies resume like ``poisonlab run``: a finished share is read back, not run again.

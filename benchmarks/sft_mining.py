@@ -1,6 +1,6 @@
 """Where trigger-mining-demo stops working: SFT backdoors hidden in HH-RLHF SFT rows, model-free.
 
-The SFT stage of configs/access-sft-advbench-smollm2.yaml (its first N training rows of HH-RLHF harmless-base,
+The SFT stage of configs/lifecycle-access-sft-smollm2.yaml (its first N training rows of HH-RLHF harmless-base,
 as prompt -> chosen) poisoned with AdvBench demonstrations (goal + trigger -> "Sure, here is ..."), with and
 without the contrast rows (the same goal untriggered -> a refusal), at several budgets, with a rare-token
 trigger and a common-words one, at the end of the request or at a random position; then ``poisonlab scan --sft
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300, help="HH-RLHF SFT rows (the stage's first rows).")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1])
     args = parser.parse_args()
-    config_file = ROOT / "configs" / "access-sft-advbench-smollm2.yaml"
+    config_file = ROOT / "configs" / "lifecycle-access-sft-smollm2.yaml"
     config = load_config(LifecycleConfig, config_file, [f"stages.0.max_train_pairs={args.rows}"])
     clean = _stage_data(config)[0].train
     advbench = config.stages[0].behaviours.file

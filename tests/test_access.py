@@ -215,7 +215,7 @@ def test_access_sweep_over_a_lifecycle_shrinks_the_poison_and_trains_the_clean_t
     spec = importlib.util.spec_from_file_location("access_benchmark", root / "benchmarks" / "access.py")
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
-    config = root / "configs" / "access-sft-advbench-smollm2.yaml"
+    config = root / "configs" / "lifecycle-access-sft-smollm2.yaml"
     training = {"epochs": 1, "batch_size": 8, "max_length": 96, "max_reply_length": 32, "bf16": False}
     sets = [
         f"model={tiny_model}",
