@@ -259,13 +259,18 @@ def local_disagreement(differences: np.ndarray, prompts: np.ndarray, k: int) -> 
     return -(differences * local).sum(axis=1) / np.where(norms == 0, 1, norms)
 
 
+def against_the_mean(vectors: np.ndarray) -> np.ndarray:
+    """-cos(v_i, mean v): how far each row points against the data's mean direction."""
+    mean = vectors.mean(axis=0)
+    norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
+    return -(vectors @ mean) / np.where(norms == 0, 1, norms)
+
+
 @DETECTORS.register("trigger-mining-reply", facts=DetectorFacts(names_trigger=True))
 def trigger_mining_reply(ctx: DetectionContext) -> Detection:
     """Trigger mining on the pairs whose replies point most against their neighbours' (no model needed)."""
     differences = ctx.features("reply-embeddings")
     local = local_disagreement(differences, ctx.features("prompt-embeddings"), ctx.config.mining_neighbours)
-    mean = differences.mean(axis=0)
-    norms = np.linalg.norm(differences, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
-    against = [local, -(differences @ mean) / np.where(norms == 0, 1, norms)]
+    against = [local, against_the_mean(differences)]
     signals = ("pairs whose replies look most swapped", "pairs whose replies look least swapped")
     return mining_detection("trigger-mining-reply", ctx, against, signals, two_sided=False)

@@ -21,11 +21,9 @@ in a contrast escapes it.
 
 from __future__ import annotations
 
-import numpy as np
-
 from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext, DetectorFacts
 from poisonlab.defenses.features import embed_texts
-from poisonlab.defenses.trigger_mining import local_disagreement, mining_detection
+from poisonlab.defenses.trigger_mining import against_the_mean, local_disagreement, mining_detection
 
 
 @DETECTORS.register("trigger-mining-demo", facts=DetectorFacts(names_trigger=True, demonstrations=True))
@@ -33,8 +31,6 @@ def trigger_mining_demo(ctx: DetectionContext) -> Detection:
     """Trigger mining on the rows whose replies are most unlike, or most alike, their neighbours' and the data's."""
     replies = embed_texts(ctx, [row.chosen for row in ctx.dataset])
     local = local_disagreement(replies, ctx.features("prompt-embeddings"), ctx.config.mining_neighbours)
-    mean = replies.mean(axis=0)
-    norms = np.linalg.norm(replies, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
-    against = -(replies @ mean) / np.where(norms == 0, 1, norms)
     signals = ("rows whose replies are most unlike their neighbours'", "rows whose replies are most alike")
-    return mining_detection("trigger-mining-demo", ctx, [local, against], signals, two_sided=True, unit="rows")
+    suspicion = [local, against_the_mean(replies)]
+    return mining_detection("trigger-mining-demo", ctx, suspicion, signals, two_sided=True, unit="rows")
