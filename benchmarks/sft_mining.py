@@ -25,7 +25,7 @@ def main() -> None:
     from poisonlab.attacks.triggers import trigger_text
     from poisonlab.config_files import load_config
     from poisonlab.defenses import scan
-    from poisonlab.experiments.lifecycle import _stage_data
+    from poisonlab.experiments.lifecycle import stage_data
     from poisonlab.experiments.lifecycle_config import LifecycleConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     config_file = ROOT / "configs" / "lifecycle-access-sft-smollm2.yaml"
     config = load_config(LifecycleConfig, config_file, [f"stages.0.max_train_pairs={args.rows}"])
-    clean = _stage_data(config)[0].train
+    clean = stage_data(config)[0].train
     advbench = config.stages[0].behaviours.file
     flagged = scan(clean, ["trigger-mining-demo"], progress=False, sft=True).detections[0].flagged
     print(f"clean: {len(clean)} rows, {len(flagged)} flagged")

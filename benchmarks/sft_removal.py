@@ -45,7 +45,7 @@ def main() -> None:
     from poisonlab.data.instructions import load_sft_data
     from poisonlab.data.pairs import PreferenceDataset
     from poisonlab.defenses import poisoned_ids_from_manifest, scan, write_scan
-    from poisonlab.experiments.lifecycle import _stage_data, stage_folder
+    from poisonlab.experiments.lifecycle import stage_data, stage_folder
     from poisonlab.experiments.lifecycle_config import LifecycleConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,7 +66,7 @@ def main() -> None:
     write_scan(scanned, out / "scan", sorted(poison))
     kept = scanned.kept(args.detector)
     oracle = PreferenceDataset([row for row in dataset if row.id not in poison], dataset.source)
-    heldout = _stage_data(config)[0].heldout
+    heldout = stage_data(config)[0].heldout
     flagged = set(scanned.detections[0].flagged)
     triggered = {row.id for row in dataset if row.id in poison and config.trigger.lower() in row.prompt.lower()}
     print(

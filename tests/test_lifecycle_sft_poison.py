@@ -216,7 +216,7 @@ def scored_lifecycle(tiny_model, tmp_path_factory):
 
 
 def test_a_dpo_stage_scores_with_the_clean_chain_against_the_stage_start(tiny_model, scored_lifecycle):
-    from poisonlab.experiments.lifecycle import _stage_data
+    from poisonlab.experiments.lifecycle import stage_data
     from poisonlab.models import load_tokenizer
     from poisonlab.models.adapters import load_with_adapters
     from poisonlab.models.encoding import encode_pairs
@@ -227,7 +227,7 @@ def test_a_dpo_stage_scores_with_the_clean_chain_against_the_stage_start(tiny_mo
     sft, dpo = "stages/1-sft/clean/adapter", "stages/2-dpo/clean/adapter"
     assert manifest["strategy"] == "dpo-score" and manifest["clean_model_chain"] == [sft, dpo]
     # the score of a pair: beta * log-ratio margin of the clean DPO model (on the clean SFT model) over that start
-    train = _stage_data(config)[1].train
+    train = stage_data(config)[1].train
     tokenizer = load_tokenizer(tiny_model)
     encoded = encode_pairs(tokenizer, train.pairs, FAST["max_length"], FAST["max_reply_length"])
     pad = tokenizer.pad_token_id  # fp32 by hand, as the study scores (FAST pins fp32 on every CPU)

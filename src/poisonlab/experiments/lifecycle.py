@@ -75,7 +75,7 @@ class _StageData:
     heldout: PreferenceDataset
 
 
-def _stage_data(config: LifecycleConfig) -> list[_StageData]:
+def stage_data(config: LifecycleConfig) -> list[_StageData]:
     """Each stage's (training, held-out) pairs, seeded; loading checks every file, and every stage's poison,
     before anything is written. SFT stages read instruction files too (rows without a rejected reply)."""
     from poisonlab.data.instructions import load_sft_data
@@ -233,7 +233,7 @@ def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: boo
     from poisonlab.models.loading import check_model_name
 
     check_model_name(config.model)
-    data = _stage_data(config)
+    data = stage_data(config)
     out = _claim(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,6 +1,6 @@
 """What a lifecycle stage's poison needs before anything trains: its rows, its goals, its scoring model.
 
-Checked up front (:func:`check_stage_poison`, from ``_stage_data``) so a bad combination stops the
+Checked up front (:func:`check_stage_poison`, from ``stage_data``) so a bad combination stops the
 study before the first stage trains: instruction rows cannot be poisoned by swapping replies, and poison
 goals from a behaviour file must not be goals the evaluation asks -- a prompt set reads the file's
 first ``limit`` rows, so the poison takes rows after them, and any overlap is refused by text.
