@@ -12,7 +12,7 @@ second copy of the weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -55,9 +55,11 @@ def pair_logprobs(
     use_adapter: bool = True,
     desc: str | None = None,
     trunk: TrunkStates | None = None,
+    on_batch: Callable[[dict[str, tuple[float, float]]], None] | None = None,
 ) -> PairLogprobs:
     """log pi(chosen|x) and log pi(rejected|x) for every pair, in the order given (``trunk``: the pairs'
-    cached frozen-trunk states, so only the layers above them run)."""
+    cached frozen-trunk states, so only the layers above them run; ``on_batch`` receives each finished batch's
+    values by pair id, so a caller can keep them before the pass ends)."""
     was_training = model.training
     model.eval()
     switch_off = model.disable_adapter() if (not use_adapter and hasattr(model, "disable_adapter")) else nullcontext()
@@ -69,8 +71,10 @@ def pair_logprobs(
                 batch = collate(chunk, pad_id)
                 values = reply_logprobs(model, batch, bf16=bf16, trunk=trunk).cpu().numpy()
                 b = batch.size
-                for k, pid in enumerate(batch.ids):
-                    scores[pid] = (float(values[k]), float(values[b + k]))
+                done = {pid: (float(values[k]), float(values[b + k])) for k, pid in enumerate(batch.ids)}
+                scores.update(done)
+                if on_batch is not None:
+                    on_batch(done)
     finally:
         model.train(was_training)
     ids = [p.id for p in encoded]

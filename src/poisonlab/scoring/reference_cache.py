@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,6 +74,28 @@ class ReferenceCache:
             atomic_write_bytes(self.path, buffer.getvalue())
 
 
+SAVE_EVERY_S = 120.0  # a rewrite of the cache file every two minutes of a pass costs nothing next to the pass
+
+
+class _PeriodicSaver:
+    """Adds a pass's finished batches to the cache every ``SAVE_EVERY_S`` seconds, so a pass that is stopped (a
+    SmolLM2 study's reference pass is tens of minutes on a CPU) resumes with what it had computed."""
+
+    def __init__(self, cache: ReferenceCache, key_of: dict[str, str]) -> None:
+        self.cache, self.key_of, self.every_s = cache, key_of, SAVE_EVERY_S
+        self.pending: dict[str, tuple[float, float]] = {}
+        self.last = time.monotonic()
+
+    def add(self, values: dict[str, tuple[float, float]]) -> None:
+        self.pending.update({self.key_of[pid]: value for pid, value in values.items()})
+        if time.monotonic() - self.last >= self.every_s:
+            self.save()
+
+    def save(self) -> None:
+        self.cache.add(self.pending)
+        self.pending, self.last = {}, time.monotonic()
+
+
 def reference_folder(model_key: str, bf16: bool) -> Path:
     return cache_dir() / "reference-logprobs" / f"{model_key}-{'bf16' if bf16 else 'fp32'}"
 
@@ -101,8 +124,11 @@ def reference_logprobs(
     keys = [pair_key(p) for p in encoded]
     missing = [p for p, k in zip(encoded, keys) if k not in cache.values]
     if missing:
-        fresh = pair_logprobs(model, missing, pad_id, batch_size, bf16, use_adapter=False, desc=desc, trunk=trunk)
-        cache.add({pair_key(p): (float(c), float(r)) for p, c, r in zip(missing, fresh.chosen, fresh.rejected)})
+        saver = _PeriodicSaver(cache, {p.id: pair_key(p) for p in missing})
+        pair_logprobs(
+            model, missing, pad_id, batch_size, bf16, use_adapter=False, desc=desc, trunk=trunk, on_batch=saver.add
+        )
+        saver.save()
     values = [cache.values[k] for k in keys]
     return PairLogprobs(
         [p.id for p in encoded],
