@@ -318,3 +318,33 @@ def test_a_given_clean_adapter_is_used_as_it_is_and_keys_its_own_cache(tiny_mode
     assert set(scores) == set(dataset.ids)
     assert clean_model_folder(given) != clean_model_folder(ctx)  # never the scores of the adapter trained here
     assert scores != clean_dpo_scores(ctx)
+
+
+def test_dpo_scores_reuse_the_reference_log_probs_the_clean_training_cached(tiny_model, dataset, monkeypatch):
+    """Scoring a training set with its clean model runs only the policy pass: on SmolLM2 the reference pass over
+    1,595 pairs is another quarter of an hour, and the clean model's training already computed it."""
+    import poisonlab.scoring.dpo_score as dpo_score
+    import poisonlab.scoring.reference_cache as reference_cache
+    from poisonlab.models.encoding import encode_pairs
+    from poisonlab.scoring.dpo_score import implicit_rewards
+    from poisonlab.training.clean_model import clean_dpo_scores, clean_model_folder, load_clean_model
+
+    ctx = make_ctx(dataset)
+    first = clean_dpo_scores(ctx)  # trains the clean model (or finds it): its training cached the reference
+    (clean_model_folder(ctx) / "dpo_scores.json").unlink()
+
+    real, passes = dpo_score.pair_logprobs, []
+
+    def recorded(*args, **kwargs):  # which passes run: with the adapter (policy) or without (reference)
+        passes.append(kwargs.get("use_adapter", args[5] if len(args) > 5 else True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dpo_score, "pair_logprobs", recorded)
+    monkeypatch.setattr(reference_cache, "pair_logprobs", recorded)
+    assert clean_dpo_scores(ctx) == first
+    assert passes == [True]  # the policy's pass only
+    monkeypatch.undo()
+    model, tokenizer = load_clean_model(ctx)
+    encoded = encode_pairs(tokenizer, dataset.pairs, TRAINING.max_length, TRAINING.max_reply_length)
+    fresh = implicit_rewards(model, encoded, tokenizer.pad_token_id, TRAINING.beta, 32, False, desc=None).scores()
+    np.testing.assert_allclose([first[i] for i in dataset.ids], [fresh[i] for i in dataset.ids], rtol=1e-4, atol=1e-5)

@@ -130,6 +130,7 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
     """DPO scores of every pair in ``ctx.dataset`` under a clean DPO model, cached."""
     from poisonlab.models.encoding import encode_pairs
     from poisonlab.scoring.dpo_score import implicit_rewards
+    from poisonlab.scoring.reference_cache import reference_logprobs
 
     training = ctx.training
     scores_file = clean_model_folder(ctx) / "dpo_scores.json"
@@ -153,15 +154,17 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
             training.bf16,
             desc="frozen trunk" if ctx.progress else None,
         )
+    # The reference (adapter off) is the model the adapter was trained from: its log-probs of these pairs were
+    # cached on disk by that training, so only the policy pass runs here.
+    start = chain_identity(ctx.model, recorded_init(clean_adapter_dir(ctx)))
+    batch_size = training.micro_batch_size * 2
+    desc = "DPO scores" if ctx.progress else None
+    pad_id, bf16 = tokenizer.pad_token_id, training.bf16
+    reference = reference_logprobs(
+        model, encoded, pad_id, batch_size, bf16, start, desc=desc and f"{desc} (reference)", trunk=trunk
+    )
     rewards = implicit_rewards(
-        model,
-        encoded,
-        tokenizer.pad_token_id,
-        training.beta,
-        training.micro_batch_size * 2,
-        training.bf16,
-        desc="DPO scores" if ctx.progress else None,
-        trunk=trunk,
+        model, encoded, pad_id, training.beta, batch_size, bf16, reference=reference, desc=desc, trunk=trunk
     )
     scores = rewards.scores()
     atomic_write_json(scores_file, scores)
