@@ -139,6 +139,7 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
 
     model, tokenizer = load_clean_model(ctx)
     encoded = encode_pairs(tokenizer, ctx.dataset.pairs, training.max_length, training.max_reply_length)
+    start = chain_identity(ctx.model, recorded_init(clean_adapter_dir(ctx)))  # the model the adapter was trained from
     trunk = None
     if training.trunk_cache and training.trainable_layers:  # adapter on the top layers: the trunk is cached
         from poisonlab.scoring.trunk_cache import trunk_states
@@ -149,14 +150,13 @@ def clean_dpo_scores(ctx: ModelSource) -> dict[str, float]:
             encoded,
             tokenizer.pad_token_id,
             decoder_layer_count(model) - training.trainable_layers,
-            chain_identity(ctx.model, recorded_init(clean_adapter_dir(ctx))),  # the trunk of the model it sits on
+            start,  # the trunk of the model the adapter sits on
             training.micro_batch_size,
             training.bf16,
             desc="frozen trunk" if ctx.progress else None,
         )
     # The reference (adapter off) is the model the adapter was trained from: its log-probs of these pairs were
     # cached on disk by that training, so only the policy pass runs here.
-    start = chain_identity(ctx.model, recorded_init(clean_adapter_dir(ctx)))
     batch_size = training.micro_batch_size * 2
     desc = "DPO scores" if ctx.progress else None
     pad_id, bf16 = tokenizer.pad_token_id, training.bf16
