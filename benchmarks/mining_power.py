@@ -77,7 +77,7 @@ def main() -> None:
             found = detection.detections[0]
             scores = np.array([found.scores[pid] for pid in poisoned.dataset.ids])
             flagged = set(found.flagged)
-            n_sets = 2 * len(defense.mining_shares)
+            n_sets = len(signals) * len(defense.mining_shares)  # the miner tries each share of each signal
             bar = defense.mining_fdr / max(1, found.details["ngrams_tested"]) / n_sets
             precision = f"{len(flagged & poison) / len(flagged):.0%}" if flagged else "-"
             names = [t["ngram"] for t in found.details["suspected_triggers"]]
