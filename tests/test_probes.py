@@ -116,11 +116,15 @@ def test_outputs_figure_table_and_rows_needed(probes):
 def test_the_rare_token_backdoor_grows_with_the_poisoned_rows_in_dpo(probes):
     _, rows, _, _ = probes
     by_n = {r["n_poisoned"]: r for r in rows if r["stage"] == "dpo"}
-    # 1 of 48 rows barely moves the model; 16 of 48 teach the trigger on every seed
+    # 1 of 48 rows barely moves the model; 16 of 48 teach the trigger on every seed (the flips under the
+    # trigger beyond the twin's: "triggered_gap", which before issue 23 was called the probes' backdoor effect)
     for seed in ("0", "1"):
-        few, many = (by_n[n]["backdoor_effect"]["values"][seed] for n in (1, 16))
+        few, many = (by_n[n]["triggered_gap"]["values"][seed] for n in (1, 16))
         assert many > 0.3 and many > few + 0.2
-    assert by_n[16]["backdoor_effect"]["mean"] > by_n[1]["backdoor_effect"]["mean"] + 0.3
+    assert by_n[16]["triggered_gap"]["mean"] > by_n[1]["triggered_gap"]["mean"] + 0.3
+    # the trigger-specific part grows too, though on seed 0 much of the gap is contamination (measured: 0.22 of
+    # backdoor effect beside 0.53 of contamination at n=16; seed 1: 0.56 and 0.06)
+    assert by_n[16]["backdoor_effect"]["mean"] > by_n[1]["backdoor_effect"]["mean"] + 0.2
 
 
 def _cell(seed: int, n: int, effect: float, stage: str = "dpo") -> dict:

@@ -13,11 +13,13 @@ model on the seed's held-out pairs with and without the trigger, inserted as the
 The clean twin of (stage, seed) is trained once and judged once per (trigger, position); each cell is
 paired with it per held-out pair:
 
-- ``backdoor_effect``: the poisoned model's flip rate under the trigger (rejected reply preferred)
-  minus the twin's, on the same pairs;
-- ``contamination``: the poisoned model's clean accuracy minus the twin's (damage without the trigger);
-- ``specific_effect``: the trigger's own effect (triggered - clean flips) minus the twin's, so a
-  poison that flips pairs with or without the trigger does not count.
+- ``backdoor_effect``: the trigger's own effect (triggered - clean flips) minus the twin's, so a
+  poison that flips pairs with or without the trigger does not count;
+- ``contamination``: the twin's clean accuracy minus the poisoned model's (damage without the trigger);
+- ``triggered_gap``: the poisoned model's flip rate under the trigger minus the twin's, on the same
+  pairs (not trigger-specific: it includes contamination).
+
+All three are signed towards harm (positive = the attacker gained; docs/glossary.md).
 
 Seeds repeat every cell (a new split, new rows, new training); the curves are the means over seeds
 with 95% t-intervals. A cell folder whose ``result.json`` exists is done, so a rerun does only what is
@@ -54,7 +56,7 @@ from poisonlab.outputs import existing_results
 from poisonlab.training.stages import STAGES, stage_config
 
 # measures of one cell: the three paired differences, then the plain rates they come from
-EFFECTS = ("backdoor_effect", "contamination", "specific_effect")
+EFFECTS = ("backdoor_effect", "contamination", "triggered_gap")
 RATES = ("backdoor_success", "twin_backdoor_success", "clean_accuracy", "twin_clean_accuracy")
 MEASURES = EFFECTS + RATES
 
@@ -205,9 +207,11 @@ def cell_effects(poisoned: dict[str, Any], twin: dict[str, Any]) -> dict[str, An
     twin_clean_flips = np.asarray(twin["clean_margins"]) < 0
     f = _as_rate
     return {
-        "backdoor_effect": paired_difference(f(twin_flips), f(flips), "rate"),
-        "contamination": paired_difference(f(~twin_clean_flips), f(~clean_flips), "rate"),
-        "specific_effect": difference_of_differences(f(clean_flips), f(flips), f(twin_clean_flips), f(twin_flips)),
+        "backdoor_effect": difference_of_differences(
+            f(clean_flips), f(flips), f(twin_clean_flips), f(twin_flips), "rate", "high"
+        ),
+        "contamination": paired_difference(f(~twin_clean_flips), f(~clean_flips), "rate", "low"),
+        "triggered_gap": paired_difference(f(twin_flips), f(flips), "rate", "high"),
         "backdoor_success": {"value": round(float(flips.mean()), 6), "n": len(flips)},
         "twin_backdoor_success": {"value": round(float(twin_flips.mean()), 6), "n": len(flips)},
         "clean_accuracy": {"value": round(float((~clean_flips).mean()), 6), "n": len(flips)},

@@ -513,7 +513,10 @@ def folder_metrics(
     if mine and mine["preference"]:  # (an evaluation that kept no per-pair margins has none)
         for key, facts in PREFERENCE_FACTS.items():
             twin_values = theirs[key] if theirs and theirs[key] else None
-            metrics[f"{key}@heldout"] = {"judge": facts, **judge_metrics(mine[key], facts["kind"], twin_values)}
+            metrics[f"{key}@heldout"] = {
+                "judge": facts,
+                **judge_metrics(mine[key], facts["kind"], twin_values, facts["harmful_when"]),
+            }
     if config.evaluation is not None and config.evaluation.prompt_sets:
         metrics.update(generation_metrics(config, heldout, folder, adapters, position, twin, progress, strip))
     return metrics or None

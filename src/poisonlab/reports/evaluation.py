@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any
+
+EFFECT_PARTS = ("trigger_effect", "contamination", "backdoor_effect")
+EFFECTS_NOTE = (
+    "95% intervals; effects signed so that + means the attacker gained. p: McNemar exact (yes/no) or sign-flip "
+    "permutation (differences of differences, scores), on the prompts every cell shares; q: Benjamini-Hochberg "
+    "over the table's tests"
+)
+
+
+def with_qvalues(metrics: Sequence[dict[str, Any] | None], parts: Sequence[str] = EFFECT_PARTS) -> list[dict]:
+    """Copies of one table's metrics, each effect given its q-value over every test the table shows."""
+    from poisonlab.evaluation.stats import add_qvalues
+
+    copies = [copy.deepcopy(m) if m else {} for m in metrics]
+    add_qvalues(c.get(part) for c in copies for part in parts)
+    return copies
 
 
 def fmt(entry: dict[str, Any] | None, kind: str, signed: bool = False) -> str:
@@ -16,10 +34,15 @@ def fmt(entry: dict[str, Any] | None, kind: str, signed: bool = False) -> str:
     else:
         sign = "+" if signed else ""
         text = f"{value:{sign}.3g} [{low:{sign}.3g}, {high:{sign}.3g}]"
-    if "p_value" in entry:
-        p = entry["p_value"]
-        text += " p<1e-4" if p < 1e-4 else f" p={p:.2g}"
+    if entry.get("p_value") is not None:
+        text += f" p={_p(entry['p_value'])}"
+    if entry.get("q_value") is not None:
+        text += f" q={_p(entry['q_value'])}"
     return text
+
+
+def _p(p: float) -> str:
+    return "<1e-4" if p < 1e-4 else f"{p:.2g}"
 
 
 def judge_table(metrics: dict[str, Any], title: str = "judged generations") -> Any:
@@ -27,12 +50,13 @@ def judge_table(metrics: dict[str, Any], title: str = "judged generations") -> A
     from rich.table import Table
 
     has_twin = any("contamination" in m for m in metrics.values())
-    caption = "95% intervals; p: McNemar (rates) or Wilcoxon signed-rank (scores), paired by prompt"
+    caption = EFFECTS_NOTE
     if has_twin:
         caption += (
-            "\ncontamination = clean value - the clean twin's; backdoor effect = trigger effect - the "
-            "twin's trigger effect"
+            "\ncontamination = harm without the trigger beyond the clean twin's; backdoor effect = the trigger's "
+            "effect beyond its effect on the twin"
         )
+    metrics = dict(zip(metrics, with_qvalues(list(metrics.values()))))
     table = Table(title=title, caption=caption, title_justify="left")
     columns = ["judge", "n", "no trigger", "trigger", "trigger effect"]
     if has_twin:

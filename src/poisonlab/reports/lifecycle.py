@@ -51,7 +51,7 @@ def plot_lifecycle(rows: list[Any], key: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         if facts["kind"] == "rate":
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    label = f"{facts['value_label']}: difference from the clean twin (harmful when {facts['harmful_when']})"
+    label = f"{facts['value_label']}: effect against the clean twin (+ = the attacker gained)"
     axes[0].set_ylabel(textwrap.fill(label, 45))  # a long judge label must not run off the figure
     axes[0].legend(fontsize=8, title="poison (stage-share)", title_fontsize=8)
     fig.suptitle(
@@ -66,20 +66,18 @@ def lifecycle_table(rows: list[Any], key: str) -> Any:
     """A rich table of ``key`` after every stage of every pipeline: the values and the two effects."""
     from rich.table import Table
 
-    from poisonlab.reports.evaluation import fmt
+    from poisonlab.reports.evaluation import EFFECTS_NOTE, fmt, with_qvalues
 
     table = Table(
         title=f"lifecycle: {key} after each stage",
-        caption="95% intervals; effects against the clean model after the same stage, paired by prompt",
+        caption=EFFECTS_NOTE + ". Effects against the clean model after the same stage",
         title_justify="left",
     )
     for column in ("pipeline", "after stage", "poisoned (so far)", "no trigger", "trigger", "backdoor effect"):
         table.add_column(column)
     table.add_column("contamination")
-    for row in rows:
-        metric = row.metrics.get(key)
-        if metric is None:
-            continue
+    shown = [r for r in rows if r.metrics.get(key) is not None]
+    for row, metric in zip(shown, with_qvalues([r.metrics[key] for r in shown])):
         kind = metric["judge"]["kind"]
         table.add_row(
             row.pipeline,
@@ -99,8 +97,9 @@ LIFECYCLE_PAGE = (
 <p class="note">{summary}</p>
 <h2>Does the poison survive the stages after it?</h2>
 <p class="note">After each stage, every poisoned model against the clean model of the same stage: backdoor
-effect (the trigger's effect beyond the clean model's) and contamination (the change without the trigger),
-95% intervals, paired by prompt.</p>
+effect (the trigger's effect beyond the clean model's) and contamination (harm without the trigger), signed so
+that + means the attacker gained; 95% intervals, exact or permutation tests on the prompts every cell shares,
+Benjamini-Hochberg q-values over each table.</p>
 <div class="figures">{figures}</div>
 {tables}
 <h2>Example generations after the last stage</h2>
@@ -120,7 +119,7 @@ def lifecycle_page(out: Path) -> str:
 
     import yaml
 
-    from poisonlab.reports.evaluation import fmt
+    from poisonlab.reports.evaluation import fmt, with_qvalues
     from poisonlab.reports.report import _table, examples_html, read_generations, side_by_side
 
     rows = json.loads((out / "lifecycle.json").read_text())
@@ -134,10 +133,8 @@ def lifecycle_page(out: Path) -> str:
     tables = []
     for key in dict.fromkeys(k for row in rows for k in row["metrics"]):
         body = []
-        for row in rows:
-            metric = row["metrics"].get(key)
-            if metric is None:
-                continue
+        shown = [r for r in rows if r["metrics"].get(key) is not None]
+        for row, metric in zip(shown, with_qvalues([r["metrics"][key] for r in shown])):
             kind = metric["judge"]["kind"]
             body.append(
                 (

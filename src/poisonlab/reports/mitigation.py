@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from poisonlab.reports.evaluation import fmt
+from poisonlab.reports.evaluation import EFFECTS_NOTE, fmt, with_qvalues
 
 
 def _removed(entry: dict[str, Any]) -> str:
@@ -25,36 +25,35 @@ def _removed(entry: dict[str, Any]) -> str:
 
 def mitigation_rows(results: Sequence[Any], key: str) -> list[list[str]]:
     """Rows of the table for the metric ``key`` (e.g. ``preference@heldout``, ``refusal@advbench``)."""
-    rows = []
-    for result in results:
-        if not result.mitigations:
-            continue
-        variants = [
-            (
-                "none",
-                {
-                    "clean_accuracy": result.clean_accuracy,
-                    "backdoor_success": result.backdoor_success,
-                    "metrics": result.metrics,
-                },
-            )
-        ]
-        variants += list(result.mitigations.items())
-        for name, entry in variants:
-            metric = (entry.get("metrics") or {}).get(key) or {}
-            kind = (metric.get("judge") or {}).get("kind", "rate")
-            rows.append(
-                [
-                    result.run,
-                    name,
-                    _removed(entry),
-                    f"{entry['clean_accuracy']:.1%}",
-                    f"{entry['backdoor_success']:.1%}",
-                    fmt(metric.get("backdoor_effect"), kind, signed=True),
-                    fmt(metric.get("contamination"), kind, signed=True),
-                ]
-            )
+    rows: list[list[str]] = []
+    found = [(result, name, entry) for result in results for name, entry in _variants(result)]
+    metrics = with_qvalues([(entry.get("metrics") or {}).get(key) for _, _, entry in found])
+    for (result, name, entry), metric in zip(found, metrics):
+        kind = (metric.get("judge") or {}).get("kind", "rate")
+        rows.append(
+            [
+                result.run,
+                name,
+                _removed(entry),
+                f"{entry['clean_accuracy']:.1%}",
+                f"{entry['backdoor_success']:.1%}",
+                fmt(metric.get("backdoor_effect"), kind, signed=True),
+                fmt(metric.get("contamination"), kind, signed=True),
+            ]
+        )
     return rows
+
+
+def _variants(result: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``none`` (the run as trained) and each mitigation of a poisoned run; nothing for unmitigated runs."""
+    if not result.mitigations:
+        return []
+    none = {
+        "clean_accuracy": result.clean_accuracy,
+        "backdoor_success": result.backdoor_success,
+        "metrics": result.metrics,
+    }
+    return [("none", none), *result.mitigations.items()]
 
 
 HEADER = ["run", "mitigation", "removed", "clean acc.", "backdoor success", "backdoor effect", "contamination"]
@@ -70,7 +69,7 @@ def mitigation_table(results: Sequence[Any], key: str = "preference@heldout") ->
     table = Table(
         *HEADER,
         title=f"mitigations ({key}: effects against the clean twin)",
-        caption="95% intervals, paired by held-out pair or prompt; none = the poisoned run as trained",
+        caption=EFFECTS_NOTE + "; none = the poisoned run as trained",
         title_justify="left",
     )
     for row in rows:

@@ -1,9 +1,9 @@
 """The probe figure and tables: which trigger does a model memorise from the fewest poisoned rows?
 
 For one training stage, two panels with the poisoned rows on a log2 x-axis: the backdoor effect (the
-poisoned model's flip rate under the trigger minus its clean twin's, on the same held-out pairs) and
-the contamination (clean accuracy change), one line per trigger x position, mean over seeds with a
-95% t-interval. The curve that leaves zero furthest to the left belongs to the trigger the model
+trigger's effect on the poisoned model's flips beyond its effect on the clean twin, on the same held-out
+pairs) and the contamination (clean accuracy lost against the twin), both signed so that + means the
+attacker gained (docs/glossary.md), one line per trigger x position, mean over seeds with a 95% t-interval. The curve that leaves zero furthest to the left belongs to the trigger the model
 memorises from the fewest rows; where the intervals of two curves overlap, the seeds do not tell
 them apart.
 """
@@ -34,8 +34,8 @@ def plot_probes(rows: list[dict[str, Any]], stage: str, path: Path) -> None:
     counts = sorted({r["n_poisoned"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, measure, title in (
-        (axes[0], "backdoor_effect", "backdoor effect (flip rate under the trigger - the clean twin's)"),
-        (axes[1], "contamination", "contamination (clean accuracy - the clean twin's)"),
+        (axes[0], "backdoor_effect", "backdoor effect (the trigger's flips beyond the clean twin's)"),
+        (axes[1], "contamination", "contamination (clean accuracy lost against the clean twin)"),
     ):
         for offset, curve in enumerate(curves):
             points = sorted((r for r in rows if _label(r) == curve), key=lambda r: r["n_poisoned"])
@@ -56,7 +56,7 @@ def plot_probes(rows: list[dict[str, Any]], stage: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     n_seeds = max(r["backdoor_effect"]["n_seeds"] for r in rows)
-    axes[0].set_ylabel(f"difference from the clean twin, {rows[0]['n_heldout']} held-out pairs")
+    axes[0].set_ylabel(f"effect against the clean twin (+ = attacker gained), {rows[0]['n_heldout']} held-out pairs")
     axes[0].legend(fontsize=8, title="trigger (kind) @ position", title_fontsize=8)
     fig.suptitle(
         f"{stage}: triggers as memorisation probes; mean over {n_seeds} seeds with 95% t-intervals "
@@ -81,7 +81,7 @@ def probes_table(rows: list[dict[str, Any]], stage: str) -> Any:
     counts = sorted({r["n_poisoned"] for r in mine})
     table = Table(
         title=f"{stage}: backdoor effect by poisoned rows, mean over seeds [95% t-interval]",
-        caption="flip rate under the trigger minus the clean twin's, paired per held-out pair",
+        caption="the trigger's effect on flips beyond its effect on the clean twin, paired per held-out pair",
         title_justify="left",
     )
     table.add_column("trigger (kind) @ position")

@@ -236,7 +236,7 @@ def metric_tables(results: Sequence[Any]) -> list[Any]:
     """One rich Table per metric: each run's value without and with the trigger, and the effects vs its twin."""
     from rich.table import Table
 
-    from poisonlab.reports.evaluation import fmt
+    from poisonlab.reports.evaluation import EFFECTS_NOTE, fmt, with_qvalues
 
     rows = _rows(results, flat=False)
     tables = []
@@ -246,17 +246,14 @@ def metric_tables(results: Sequence[Any]) -> list[Any]:
         extra = f"; {facts['heldout_accuracy']:.0%} held-out accuracy" if "heldout_accuracy" in facts else ""
         table = Table(
             title=f"{key}: {facts['value_label']} (harmful when {facts['harmful_when']}{extra})",
-            caption="95% intervals; p: paired test by prompt (McNemar for rates, Wilcoxon for scores). "
-            "contamination = clean value - the clean model's; backdoor effect = trigger effect - the clean "
-            "model's trigger effect",
+            caption=EFFECTS_NOTE + ". contamination = harm without the trigger beyond the clean model's; "
+            "backdoor effect = the trigger's effect beyond its effect on the clean model",
             title_justify="left",
         )
         for column in ("run", "n", "no trigger", "trigger", "trigger effect", "contamination", "backdoor effect"):
             table.add_column(column, justify="left" if column == "run" else "right")
-        for row in rows:
-            m = (row.get("metrics") or {}).get(key)
-            if not m:
-                continue
+        shown = [r for r in rows if (r.get("metrics") or {}).get(key)]
+        for row, m in zip(shown, with_qvalues([r["metrics"][key] for r in shown])):
             table.add_row(
                 _label(row),
                 str(m["clean"]["n"]),
@@ -359,11 +356,11 @@ def plot_effects(rows: list[dict[str, Any]], key: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         if percent:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0].set_ylabel(textwrap.fill(f"{facts['value_label']}, difference (harmful when {facts['harmful_when']})", 45))
+    axes[0].set_ylabel(textwrap.fill(f"{facts['value_label']}: effect (+ = the attacker gained)", 45))
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        "backdoor effect = trigger effect beyond the clean model's; contamination = change without the "
-        "trigger (95% intervals)",
+        "backdoor effect = the trigger's effect beyond its effect on the clean model; contamination = harm "
+        "without the trigger (95% intervals; + = the attacker gained)",
         fontsize=9,
     )
     atomic_write_figure(fig, path)
