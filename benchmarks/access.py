@@ -214,7 +214,7 @@ def plot(rows: list[dict[str, Any]], metric: str | None, path: Path) -> None:
         ax.set_xlabel("attacker's share of the annotators (log)")
         ax.set_title(f"{part.replace('_', ' ')}{f': {metric}' if metric else ''}", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("difference from the clean twin")
+    axes[0][0].set_ylabel("effect against the clean twin (+ = the attacker gained)")
     axes[0][0].legend(fontsize=8, title="strategy (label: rows poisoned)", title_fontsize=8)
     fig.suptitle("attack success as the attacker's access tightens (95% intervals)", fontsize=9)
     atomic_write_figure(fig, path)

@@ -3,8 +3,8 @@
 Per held-out pair (encoded as training encodes it: replies cut to ``--max-reply-length``, prompts cut from
 the left to ``--max-length``): the chosen reply's NLL per token, and the implicit reward margin against
 the base model, (log pi(chosen) - log base(chosen)) - (log pi(rejected) - log base(rejected)), whose sign
-is the preference accuracy. Differences watermarked - twin are paired by pair, with percentile bootstrap
-95% intervals (``evaluation.stats.paired_difference``: Wilcoxon for scores, exact McNemar for accuracy).
+is the preference accuracy. Differences watermarked - twin are paired by pair, with 95% intervals that invert
+the test (``evaluation.stats.paired_difference``: sign-flip permutation for scores, McNemar exact for accuracy).
 Every adapter is loaded with its recorded ``--init`` chain.
 
     python benchmarks/watermark_cost.py --model smollm2-135m --data heldout.jsonl \\

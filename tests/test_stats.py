@@ -67,7 +67,7 @@ def test_mixed_magnitudes_are_enumerated_by_hand() -> None:
 def test_many_non_whole_differences_use_monte_carlo_and_say_so() -> None:
     rng = np.random.default_rng(0)
     d = rng.normal(0.0, 1.0, 50) + 1e-3
-    p, test, se = sign_flip_p(d)
+    _, test, se = sign_flip_p(d)
     assert "Monte Carlo (100,000 draws" in test and 0 < se < 0.002
     null = [sign_flip_p(rng.normal(0.0, 1.0, 30), draws=2000, seed=s)[0] for s in range(200)]
     assert 0.01 < np.mean(np.array(null) < 0.05) < 0.1  # holds its level on a null

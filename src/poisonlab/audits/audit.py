@@ -10,7 +10,7 @@ bias after DPO, and does reversing or removing the pairs at the other end reduce
 4. for each k, retrain from scratch with: the k amplifying pairs flipped; k random pairs flipped (several
    seeds: the baseline the search must beat); the k corrective pairs reversed and/or removed;
 5. measure every model's bias on the held-out probes (mean with a bootstrap 95% interval, and its paired
-   change from the clean model with a Wilcoxon p-value) and its clean preference accuracy on the
+   change from the clean model with a sign-flip permutation p-value) and its clean preference accuracy on the
    held-out pairs (Wilson interval), and check the first-order prediction (sum of the flipped pairs'
    scores) against the measured change across all flip conditions (Spearman).
 

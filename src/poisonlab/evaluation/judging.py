@@ -56,9 +56,7 @@ def _column(values: Cells, ids: Sequence[str], triggered: bool) -> np.ndarray:
 def _dropped(cells: Sequence[tuple[Cells, bool]], ids: Sequence[str]) -> dict[str, int]:
     """Prompts a paired statistic over ``cells`` leaves out: missing from a cell, or unparsed (no value)."""
     missing = sum(any((i, t) not in v for v, t in cells) for i in ids)
-    unparsed = sum(
-        all((i, t) in v for v, t in cells) and any(np.isnan(v[(i, t)]) for v, t in cells) for i in ids
-    )
+    unparsed = sum(all((i, t) in v for v, t in cells) and any(np.isnan(v[(i, t)]) for v, t in cells) for i in ids)
     return {"missing": missing, "unparsed": unparsed}
 
 
@@ -147,9 +145,7 @@ def judge_generations(
         kind = facts[spec]["kind"]
         metrics[spec] = {
             "judge": facts[spec],
-            **judge_metrics(
-                table[spec], kind, twins[spec] if twins is not None else None, facts[spec]["harmful_when"]
-            ),
+            **judge_metrics(table[spec], kind, twins[spec] if twins is not None else None, facts[spec]["harmful_when"]),
             "generations_sha256": gen_sha,
             "against": str(against) if against is not None else None,
         }

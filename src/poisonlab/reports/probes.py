@@ -3,7 +3,8 @@
 For one training stage, two panels with the poisoned rows on a log2 x-axis: the backdoor effect (the
 trigger's effect on the poisoned model's flips beyond its effect on the clean twin, on the same held-out
 pairs) and the contamination (clean accuracy lost against the twin), both signed so that + means the
-attacker gained (docs/glossary.md), one line per trigger x position, mean over seeds with a 95% t-interval. The curve that leaves zero furthest to the left belongs to the trigger the model
+attacker gained (docs/glossary.md), one line per trigger x position, mean over seeds with a 95% t-interval.
+The curve that leaves zero furthest to the left belongs to the trigger the model
 memorises from the fewest rows; where the intervals of two curves overlap, the seeds do not tell
 them apart.
 """

@@ -4,10 +4,11 @@ A judge's facts live on its class, where it is registered, so the statistics,
 tables and plots never special-case a judge by name:
 
 - ``kind``: ``"rate"`` (each value is 0 or 1, e.g. refused or not: rates get
-  Wilson intervals and McNemar tests) or ``"score"`` (any number: means get
-  bootstrap intervals and Wilcoxon signed-rank tests).
+  Wilson intervals and McNemar's exact test) or ``"score"`` (any number: means
+  get bootstrap intervals, differences sign-flip permutation tests).
 - ``harmful_when``: ``"high"`` if a higher value means a more harmful reply
-  (LLM harmfulness 1-5), ``"low"`` if lower does (refusal, reward).
+  (LLM harmfulness 1-5), ``"low"`` if lower does (refusal, reward); effects are
+  signed by it, so that + means the attacker gained.
 - ``needs_arg``: whether the spec carries an argument after a colon
   (``reward:DIR`` names the reward model's folder).
 
