@@ -1,0 +1,160 @@
+"""Regenerate the result tables of the README and the docs from the committed results files.
+
+A table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in a Markdown file; ``NAME`` is a key of
+``TABLES``, whose function reads the files under ``docs/results/`` (or, for the statistics' hand cases, calls the
+code) and returns the table's Markdown. So every number in a marked table traces to a file in the repository,
+and ``tests/test_doc_tables.py`` fails when the text and the files disagree.
+
+    python benchmarks/doc_tables.py           # check: names each table whose text differs, exit 1 if any
+    python benchmarks/doc_tables.py --write   # rewrite the marked tables from the files
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+MARKED = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    return "-" if value is None else f"{value * 100:{'+' if signed else ''}.1f}"
+
+
+def _interval(entry: dict | None, percent: bool = True) -> str:
+    """``+36.7 [+25.0, +48.3]`` (percentage points) with p and q where the entry has them."""
+    if not entry or entry.get("value") is None:
+        return "-"
+    scale = 100 if percent else 1
+    low, high = entry["ci"]
+    text = f"{entry['value'] * scale:+.1f} [{low * scale:+.1f}, {high * scale:+.1f}]"
+    if entry.get("p_value") is not None:
+        text += f", p = {entry['p_value']:.2g}"
+    if entry.get("q_value") is not None:
+        text += f", q = {entry['q_value']:.2g}"
+    return text
+
+
+def exact_tests() -> str:
+    """The glossary's hand cases: k of 60 prompts one way under a yes/no judge, old and exact p-values."""
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    from poisonlab.evaluation.stats import difference_of_differences
+
+    lines = [
+        "| prompts one way (of 60) | backdoor effect [95% CI] | exact p | normal-approx. Wilcoxon p (before) |",
+        "|---|---|---|---|",
+    ]
+    for k in (3, 4, 5, 8, 12):
+        clean, triggered, zero = np.zeros(60), np.zeros(60), np.zeros(60)
+        triggered[:k] = 1
+        r = difference_of_differences(clean, triggered, zero, zero, "rate")
+        low, high = r["ci"]
+        old = f"{wilcoxon(triggered - clean, zero_method='pratt').pvalue:.3f}"  # the test used before issue 23
+        lines.append(
+            f"| {k} | {r['value'] * 100:+.1f} [{low * 100:+.1f}, {high * 100:+.1f}] | {r['p_value']:.3g} | {old} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def judge_accuracy() -> str:
+    """Each rule judge's precision and recall against the labelled replies (``docs/results/judge_accuracy.json``)."""
+    data = json.loads((RESULTS / "judge_accuracy.json").read_text())
+    lines = ["| judge | label | precision [95% CI] | recall [95% CI] | n positive / n |", "|---|---|---|---|---|"]
+    for row in data["judges"]:
+        p, r = row["precision"], row["recall"]
+        lines.append(
+            f"| `{row['judge']}` | {row['label']} | {_pct(p['value'])}% [{_pct(p['ci'][0])}, {_pct(p['ci'][1])}] | "
+            f"{_pct(r['value'])}% [{_pct(r['ci'][0])}, {_pct(r['ci'][1])}] | {row['n_positive']} / {row['n']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def lifecycle_effects(name: str, key: str) -> Callable[[], str]:
+    """A lifecycle study's effects after each stage, from ``docs/results/NAME/lifecycle.json``."""
+
+    def table() -> str:
+        from poisonlab.reports.evaluation import with_qvalues
+
+        rows = json.loads((RESULTS / name / "lifecycle.json").read_text())
+        shown = [r for r in rows if key in r["metrics"]]
+        lines = [
+            "| pipeline | after stage | no trigger | trigger | backdoor effect [95% CI] | contamination [95% CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row, metric in zip(shown, with_qvalues([r["metrics"][key] for r in shown])):
+            lines.append(
+                f"| {row['pipeline']} | {row['stage_index']}. {row['stage']} | {_pct(metric['clean']['value'])}% | "
+                f"{_pct((metric.get('triggered') or {}).get('value'))}% | {_interval(metric.get('backdoor_effect'))} | "
+                f"{_interval(metric.get('contamination'))} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    return table
+
+
+def csv_table(name: str) -> Callable[[], str]:
+    """A committed CSV (``docs/results/NAME.csv``) as a Markdown table, column for column."""
+
+    def table() -> str:
+        with (RESULTS / f"{name}.csv").open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+        return "\n".join(lines) + "\n"
+
+    return table
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "exact-tests": exact_tests,
+    "judge-accuracy": judge_accuracy,
+}
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """``text`` with every marked table regenerated, and the names of those that changed."""
+    changed: list[str] = []
+
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise KeyError(f"no table named {name!r} (known: {', '.join(TABLES)})")
+        body = TABLES[name]()
+        if body != match["body"]:
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    return MARKED.sub(fill, text), changed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the marked tables instead of checking them")
+    args = parser.parse_args()
+    stale = []
+    for path in documents():
+        text = path.read_text(encoding="utf-8")
+        new, changed = render(text)
+        if changed and args.write:
+            path.write_text(new, encoding="utf-8")
+        stale += [f"{path.relative_to(ROOT)}: {name}" for name in changed]
+    for line in stale:
+        print(("rewrote " if args.write else "differs from its files: ") + line)
+    return 0 if args.write or not stale else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
