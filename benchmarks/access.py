@@ -149,24 +149,25 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def lifecycle_table(rows: list[dict[str, Any]], metric: str) -> str:
     """The lifecycle table: ``metric`` without and with the trigger, and both effects against the clean twin."""
+    from poisonlab.reports.evaluation import with_qvalues
+
     head = (
         f"{'share':>6} {'run':<12} {'controlled':>10} {'poisoned':>8} {'no trigger':>10} {'trigger':>8} "
-        f"{'backdoor effect [95% CI]':>28} {'p':>8} {'contamination [95% CI]':>28}"
+        f"{'backdoor effect [95% CI]':>28} {'p/q':>12} {'contamination [95% CI]':>28}"
     )
-    lines = [f"{metric}:", head, "-" * len(head)]
+    lines = [f"{metric}: + = the attacker gained; p exact, q Benjamini-Hochberg over the table", head, "-" * len(head)]
     first = rows[0]["share"] if rows else None
-    for r in rows:
-        m = r["metrics"].get(metric)
-        if m is None or (r["strategy"] == "none" and r["share"] != first):  # the one clean twin, copied
-            continue
+    shown = [r for r in rows if metric in r["metrics"] and (r["strategy"] != "none" or r["share"] == first)]
+    for r, m in zip(shown, with_qvalues([r["metrics"][metric] for r in shown])):  # the clean twin once
         cells = []
         for part in ("backdoor_effect", "contamination"):
             cells.append(_ci(m[part]["value"], m[part]["ci"], percent=True) if part in m else "-")
-        p = f"{m['backdoor_effect']['p_value']:.2g}" if "backdoor_effect" in m else "-"
+        effect = m.get("backdoor_effect")
+        p = f"{effect['p_value']:.2g}/{effect['q_value']:.2g}" if effect else "-"
         poisoned = f"{r['n_poisoned']}/{r['n_requested']}" if r["n_requested"] is not None else "0"
         lines.append(
             f"{r['share']:>6.0%} {r['run']:<12} {r['n_controlled'] if r['n_controlled'] is not None else '-':>10} "
-            f"{poisoned:>8} {m['clean']['value']:>10.1%} {m['triggered']['value']:>8.1%} {cells[0]:>28} {p:>8} "
+            f"{poisoned:>8} {m['clean']['value']:>10.1%} {m['triggered']['value']:>8.1%} {cells[0]:>28} {p:>12} "
             f"{cells[1]:>28}"
         )
     return "\n".join(lines)

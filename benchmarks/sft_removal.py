@@ -47,6 +47,7 @@ def main() -> None:
     from poisonlab.defenses import poisoned_ids_from_manifest, scan, write_scan
     from poisonlab.experiments.lifecycle import stage_data, stage_folder
     from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.reports.evaluation import with_qvalues
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="A finished lifecycle study folder whose first stage is poisoned.")
@@ -79,17 +80,18 @@ def main() -> None:
     models[f"removed by {args.detector}"] = retrain_and_judge(config, kept, out / args.detector, twin, heldout)
     models["removed by the oracle"] = retrain_and_judge(config, oracle, out / "oracle", twin, heldout)
     for key in next(iter(models.values()))["metrics"]:
-        print(f"\n{key} (95% intervals; effects against the clean twin, paired by prompt)")
+        print(f"\n{key} (95% intervals; effects against the clean twin, + = the attacker gained; p exact, q BH)")
         head = ("model", "rows", "no trigger", "trigger", "backdoor effect", "contamination")
         print(f"{head[0]:<34} {head[1]:>5} {head[2]:>10} {head[3]:>8} {head[4]:>28} {head[5]:>28}")
-        for name, result in models.items():
-            m = result["metrics"][key]
+        judged = with_qvalues([result["metrics"][key] for result in models.values()])
+        for (name, result), m in zip(models.items(), judged):
 
             def effect(part: str, m: dict[str, Any] = m) -> str:
                 if part not in m:
                     return "-"
                 e = m[part]
-                return f"{e['value']:+.1%} [{e['ci'][0]:+.1%}, {e['ci'][1]:+.1%}] p={e['p_value']:.2g}"
+                low, high = e["ci"]
+                return f"{e['value']:+.1%} [{low:+.1%}, {high:+.1%}] p={e['p_value']:.2g} q={e['q_value']:.2g}"
 
             print(
                 f"{name:<34} {result['n_train']:>5} {m['clean']['value']:>10.1%} {m['triggered']['value']:>8.1%} "

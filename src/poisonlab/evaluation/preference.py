@@ -54,17 +54,20 @@ class PreferenceMetrics:
         """Wilson intervals of the two rates, and the paired trigger shift delta (triggered - clean margin).
 
         delta < 0 on a pair means the trigger moved the model towards the rejected reply; its mean, interval
-        and share below zero are precise even where the rates sit at chance.
+        (inverting the sign-flip test, whose p it carries) and share below zero are precise even where the
+        rates sit at chance.
         """
-        from poisonlab.evaluation.stats import bootstrap_mean_ci, wilson
+        from poisonlab.evaluation.stats import sign_flip, wilson
 
         delta = np.asarray(self.triggered_margins) - np.asarray(self.clean_margins)
+        shift = sign_flip(delta) if len(delta) else {"value": None, "ci": [None, None], "p_value": None}
         return {
             "clean_accuracy_ci": wilson(self.clean_correct, self.n_pairs),
             "backdoor_success_ci": wilson(self.backdoor_flipped, self.n_pairs),
             "trigger_shift": {
-                "value": round(float(delta.mean()), 6) if len(delta) else None,
-                "ci": bootstrap_mean_ci(delta),
+                "value": shift["value"],
+                "ci": shift["ci"],
+                "p_value": shift["p_value"],
                 "share_negative": round(float((delta < 0).mean()), 6) if len(delta) else None,
                 "n": len(delta),
             },

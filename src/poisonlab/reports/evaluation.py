@@ -97,7 +97,8 @@ def preference_summary(metrics: Any) -> str:
         f"backdoor success {d['backdoor_success']:.1%} [{b_low:.1%}, {b_high:.1%}] "
         f"({metrics.backdoor_flipped}/{metrics.n_pairs} prefer the rejected reply with the trigger "
         f"{metrics.trigger!r}; compare with a clean model trained the same way, not with 0%)\n"
-        f"trigger shift of the margin {shift['value']:+.4f} [{shift['ci'][0]:+.4f}, {shift['ci'][1]:+.4f}], "
+        f"trigger shift of the margin {shift['value']:+.4f} [{shift['ci'][0]:+.4f}, {shift['ci'][1]:+.4f}] "
+        f"(sign-flip p={_p(shift['p_value'])}), "
         f"negative on {shift['share_negative']:.0%} of pairs (below zero: the trigger pushes towards the "
         "rejected reply)"
     )
