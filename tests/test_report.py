@@ -1,6 +1,7 @@
 """report.html: self-contained, every figure a real PNG, and it renders in a browser without errors."""
 
 import base64
+import html
 import io
 import json
 import re
@@ -168,3 +169,47 @@ def test_nested_metrics_become_dotted_columns(tmp_path):
     table = pq.read_table(write_parquet(rows, tmp_path))
     assert table.column("metrics.refusal.clean.value").to_pylist() == [0.5, None]
     assert table.column("metrics.refusal.clean.ci").to_pylist() == [[0.25, 0.75], None]
+
+
+def test_the_page_opens_with_the_answer_in_words_the_papers_figure_and_the_detection_table(tiny_study):
+    from poisonlab.reports.headline import label_metric, summary_lines
+
+    page = build_report(tiny_study)
+    answer = page.index("<h2>The answer</h2>")
+    assert answer < page.index("<img") < page.index("<h3>Poison detection</h3>") < page.index("Every measure")
+    assert 'alt="backdoor success against the poisoned share"' in page
+    lines = summary_lines(json.loads((tiny_study / "results.json").read_text()))
+    assert len(lines) == 3 and lines[0].startswith("Strongest attack:") and lines[2].startswith("Detection:")
+    assert all(html.escape(line) in page for line in lines)
+    assert "preference@heldout / backdoor_effect" not in page  # readers see labels, not metric keys
+    assert label_metric("preference@heldout / backdoor_effect", {"value_label": "chosen reply preferred"}) == (
+        "Backdoor effect (+ = the attacker gained): chosen reply preferred, held-out pairs"
+    )
+
+
+def test_the_summary_names_the_smallest_share_that_clears_the_clean_model():
+    from poisonlab.reports.headline import summary_lines
+
+    def row(run, strategy, ratio, success):
+        return {
+            "run": run,
+            "strategy": strategy,
+            "attack": "backdoor",
+            "ratio": ratio,
+            "n_heldout": 100,
+            "n_poisoned": int(ratio * 1000),
+            "backdoor_success": success,
+        }
+
+    rows = [
+        row("clean", "none", 0.0, 0.02),
+        row("r1", "random", 0.01, 0.04),
+        row("r5", "random", 0.05, 0.30),
+        row("d1", "dpo-score", 0.01, 0.20),
+        row("d5", "dpo-score", 0.05, 0.60),
+    ]
+    lines = summary_lines(rows)
+    assert "dpo-score backdoor at 5.0%" in lines[0] and "60.0%" in lines[0] and "2.0%" in lines[0]
+    # clean 2/100: Wilson upper bound 7.0%; random 1% (4/100, lower bound 1.6%) does not clear it, 5% does
+    assert "random backdoor 5.0%; dpo-score backdoor 1.0%" in lines[1]
+    assert lines[2].startswith("Detection: no detector ran")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 import yaml
 
 from poisonlab.io import atomic_write_text
+from poisonlab.reports.headline import PARTS, headline_html, label_metric
+from poisonlab.reports.ratio_figure import ratio_figure, wilson
 
 GENERATIONS = "generations.jsonl"  # as poisonlab.evaluation.generate writes it (reports import no evaluation)
 
@@ -29,16 +30,6 @@ GENERATIONS = "generations.jsonl"  # as poisonlab.evaluation.generate writes it 
 FIGURE_PARTS = ("backdoor_effect", "contamination", "trigger_effect", "triggered", "clean")
 EXAMPLES = 4  # prompts shown side by side
 EXAMPLE_RUNS = 6  # models shown per prompt: the clean one and the first poisoned ones
-
-
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval of a proportion (sensible at 0 and 1, unlike the normal approximation)."""
-    from scipy.stats import binomtest
-
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    ci = binomtest(successes, n).proportion_ci(0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 def metric_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -61,61 +52,6 @@ def metric_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[st
                 ci = wilson(round(row[field] * n), n) if n else None
                 series.setdefault(field, {})[row["run"]] = {"value": row[field], "ci": ci, "n": n}
     return series
-
-
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def ratio_figure(title: str, points: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]]) -> str:
-    """One quantity against the poison ratio: a line per strategy and attack with 95% intervals; the clean
-    model as a dashed line with its interval as a band. Returns a PNG data URI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    lines: dict[str, list[tuple[float, float, float, float]]] = {}
-    for row in rows:
-        point = points.get(row["run"])
-        if point is None:
-            continue
-        value = float(point["value"])
-        low, high = point.get("ci") or (value, value)
-        if row["ratio"] == 0:
-            if row["run"] == "clean":
-                ax.axhline(value, color="grey", linestyle="--", label="clean model")
-                ax.axhspan(low, high, color="grey", alpha=0.15)
-            continue
-        lines.setdefault(f"{row['strategy']} / {row['attack']}", []).append((row["ratio"] * 100, value, low, high))
-    ratios = sorted({p[0] for line in lines.values() for p in line})
-    gap = max(ratios, default=1.0)
-    for i, (label, line) in enumerate(sorted(lines.items())):
-        line.sort()
-        shift = (i - (len(lines) - 1) / 2) * gap * 0.015  # dodge, so equal points and intervals stay visible
-        x, y = [p[0] + shift for p in line], [p[1] for p in line]
-        errors = [[max(0.0, p[1] - p[2]) for p in line], [max(0.0, p[3] - p[1]) for p in line]]
-        ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
-    values = [v for line in lines.values() for p in line for v in p[1:]]
-    if values and min(values) >= 0 and max(values) <= 1:
-        ax.set_ylim(-0.02, 1.02)  # shares: the whole scale, so small effects look small
-    if ratios:
-        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
-        ax.set_xlim(0, gap * 1.1)
-    ax.set_xlabel("poisoned share of training pairs (%)")
-    ax.set_ylabel(title)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def read_generations(folders: dict[str, Path], prompt_set: str | None) -> dict[str, dict[tuple[str, bool], Any]]:
@@ -179,7 +115,7 @@ def examples_html(examples: list[dict[str, Any]]) -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.3f}"  # one format for every share, AUROC and minute: 1.000 beside 0.929
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
@@ -219,6 +155,8 @@ th {{ background: #f0f0f0; }}
 .figures img {{ margin: 0.3em; border: 1px solid #ddd; width: {figure_width}; }}
 .reply {{ white-space: pre-wrap; max-width: 30em; }}
 .note {{ color: #555; font-size: 0.9em; }}
+img.headline {{ width: 44em; border: 1px solid #ddd; }}
+ul.summary {{ font-size: 1.05em; line-height: 1.5; }}
 </style></head><body>
 """
 
@@ -226,13 +164,16 @@ PAGE = (
     PAGE_HEAD.replace("{figure_width}", "36em")
     + """<h1>{title}</h1>
 <p class="note">{summary}</p>
-<h2>Effect against poison ratio</h2>
+{headline}
+<h2>Every measure against the poisoned share</h2>
 <p class="note">One line per selection strategy and attack (drawn slightly apart where they coincide);
-error bars and the grey band (the clean model) are 95% intervals over the held-out pairs.
-backdoor_success: share of held-out pairs where the trigger makes the model prefer the harmful reply;
-clean_accuracy: share where it prefers the chosen reply without the trigger.</p>
+error bars and the grey band (the clean model) are 95% intervals. Effects are signed so that + means the
+attacker gained: the backdoor effect is the trigger's effect beyond its effect on the clean model,
+contamination the harm without the trigger.</p>
 <div class="figures">{figures}</div>
-<h2>Poison detection</h2>
+<h2>Figures of the results folder</h2>
+<div class="figures">{folder_figures}</div>
+<h2>Poison detection, in full</h2>
 {detection}
 <h2>Mitigations</h2>
 {mitigations}
@@ -245,6 +186,15 @@ clean_accuracy: share where it prefers the chosen reply without the trigger.</p>
 </body></html>
 """
 )
+
+
+def _part(series: str) -> str:
+    """The y-axis of a metric's figure: the part (``backdoor effect``), the title says of what."""
+    return PARTS.get(series.rpartition(" / ")[2], series)
+
+
+def _base64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
 
 
 def _detection(out: Path, row: dict[str, Any]) -> dict[str, Any] | None:
@@ -265,10 +215,17 @@ def build_report(out: Path) -> str:
         f"{len(rows)} runs of model {config.get('model', '?')} on {config.get('data', '?')}, seed "
         f"{config.get('seed', '?')}; results folder {out.resolve()}."
     )
+    facts = {k: m.get("judge") for r in rows for k, m in (r.get("metrics") or {}).items() if isinstance(m, dict)}
+    labelled = {name: label_metric(name, facts.get(name.partition(" / ")[0])) for name in metric_series(rows)}
     figures = "".join(
-        f'<img alt="{html.escape(name)}" src="{ratio_figure(name, points, rows)}">'
+        f'<img alt="{html.escape(labelled[name])}" src="{ratio_figure(labelled[name], points, rows, _part(name))}">'
         for name, points in metric_series(rows).items()
     )
+    folder_figures = "".join(
+        f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{_base64(path)}">'
+        for path in sorted(out.glob("*.png"))
+    )
+    detections = {r["run"]: d for r in rows if r.get("ratio", 0) > 0 and (d := _detection(out, r))}
     detection_rows = [
         (r["run"], spec, *(m.get(k) for k in DETECTION_KEYS))
         for r in rows
@@ -300,7 +257,9 @@ def build_report(out: Path) -> str:
     return PAGE.format(
         title=html.escape(title),
         summary=html.escape(summary),
+        headline=headline_html(rows, detections),
         figures=figures or '<p class="note">No finished runs yet.</p>',
+        folder_figures=folder_figures or '<p class="note">No figures in the folder yet.</p>',
         detection=detection,
         mitigations=mitigations or '<p class="note">No mitigations ran (set <code>mitigations:</code>).</p>',
         examples=examples_html(examples),
