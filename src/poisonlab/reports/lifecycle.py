@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from poisonlab.io import atomic_write_figure
-from poisonlab.reports.report import PAGE_HEAD
+from poisonlab.reports.page import PAGE_HEAD
 
 
 def plot_lifecycle(rows: list[Any], key: str, path: Path) -> None:
@@ -120,7 +120,7 @@ def lifecycle_page(out: Path) -> str:
     import yaml
 
     from poisonlab.reports.evaluation import fmt, with_qvalues
-    from poisonlab.reports.report import _table, examples_html, read_generations, side_by_side
+    from poisonlab.reports.page import examples_html, read_generations, side_by_side, table
 
     rows = json.loads((out / "lifecycle.json").read_text())
     config = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").exists() else {}
@@ -148,7 +148,7 @@ def lifecycle_page(out: Path) -> str:
                 )
             )
         header = ("pipeline", "after stage", "poisoned (so far)", "no trigger", "trigger", "backdoor effect")
-        tables.append(f"<h3>{html.escape(key)}</h3>" + _table((*header, "contamination"), body))
+        tables.append(f"<h3>{html.escape(key)}</h3>" + table((*header, "contamination"), body))
     last = max((r["stage_index"] for r in rows), default=0)
     finals = {r["pipeline"]: r for r in rows if r["stage_index"] == last}
     folders = {"base": out / "base"}
@@ -161,7 +161,7 @@ def lifecycle_page(out: Path) -> str:
         f"Model {config.get('model', '?')} through {names}; {len(finals)} pipelines, seed {config.get('seed', '?')}; "
         f"results folder {out.resolve()}."
     )
-    settings = _table(("setting", "value"), list(config.items())) if config else ""
+    settings = table(("setting", "value"), list(config.items())) if config else ""
     title = f"poisonlab lifecycle: {config.get('name', out.name)}"
     return LIFECYCLE_PAGE.format(
         title=html.escape(title),
