@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +40,7 @@ from poisonlab.training.loop import (
     train_lora,
 )
 from poisonlab.training.losses import LOSSES
-
-
-@dataclass
-class TrainResult:
-    adapter_dir: str
-    steps: int
-    final_loss: float
-    train_reward_accuracy: float
-    seconds: float
-    resumed_from_step: int
+from poisonlab.training.result import TrainResult
 
 
 @one_trainer_per_folder

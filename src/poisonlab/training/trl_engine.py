@@ -36,8 +36,8 @@ from poisonlab.models.encoding import EncodedPair, encode_pairs
 from poisonlab.models.loading import load_tokenizer
 from poisonlab.progress import on_terminal
 from poisonlab.training.config import DPOTrainingConfig
-from poisonlab.training.dpo import TrainResult
 from poisonlab.training.loop import DONE_MARKER, lora_config, lr_schedule, save_adapter
+from poisonlab.training.result import TrainResult
 
 # poisonlab loss -> TRL loss_type. cdpo has no TRL equivalent since TRL 1.x dropped label smoothing from
 # "sigmoid". TRL's "ipo" divides each log-ratio by the reply's token count, poisonlab's does not, so an ipo
