@@ -103,7 +103,7 @@ def test_the_truth_file_judges_the_scores_against_the_manifest(scanned_folder):
     detection = json.loads((out / "detection.json").read_text())
     metrics = detection["detectors"]["trigger-mining-reply"]
     assert detection["n_poison"] == metrics["n_poison"] == 15 and detection["n_pairs"] == 300
-    assert detection["judged_against"] == str(folder / "manifest.json")
+    assert (out / detection["judged_against"]).resolve() == (folder / "manifest.json").resolve()
     rows = list(csv.DictReader((out / "scores.csv").open()))
     truth = [r["id"] in set(result.manifest["poisoned_ids"]) for r in rows]
     auroc = roc_auc_score(truth, [float(r["trigger-mining-reply"]) for r in rows])  # as is_poison gave it before
@@ -157,3 +157,19 @@ def test_overlap_compares_source_ids_across_manifests_of_any_version(tmp_path):
     manifest("random", fresh)
     (row,) = run_overlaps(tmp_path)
     assert (row["strategy"], row["shared"]) == ("random", 2)
+
+
+def test_an_unjudged_scan_leaves_no_truth_file_behind(tmp_path):
+    from poisonlab.defenses import detection_metrics, write_scan
+    from poisonlab.defenses.detectors import Detection
+    from poisonlab.defenses.scan import ScanResult
+
+    dataset = synthetic_pairs(n=20)
+    detection = Detection("loss", {pid: float(i) for i, pid in enumerate(dataset.ids)}, dataset.ids[-3:])
+    judged = ScanResult(dataset, [detection], {"loss": detection_metrics(detection, dataset.ids[-2:])})
+    write_scan(judged, tmp_path)
+    truth = json.loads((tmp_path / "detection.json").read_text())
+    assert truth["detectors"]["loss"]["auroc"] == 1.0 and truth["judged_against"] is None
+    write_scan(ScanResult(dataset, [detection], None), tmp_path)  # the same folder, scanned again unjudged
+    assert not (tmp_path / "detection.json").exists()
+    assert json.loads((tmp_path / "scan.json").read_text())["detection_file"] is None

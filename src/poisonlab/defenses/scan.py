@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,6 +187,8 @@ def write_scan(result: ScanResult, out: str | Path, *, manifest: str | Path | No
     vetting = vetting_report(result)
     write_vetting(result, vetting, out)
     judged = write_detection(result, out, scores_sha, manifest) if result.metrics is not None else None
+    if judged is None:
+        (out / DETECTION_FILE).unlink(missing_ok=True)  # an earlier judged scan's, now stale
     report = {
         "source": result.dataset.source,
         "n_pairs": len(result.dataset),
@@ -206,7 +209,7 @@ def write_detection(result: ScanResult, out: Path, scores_sha256: str, manifest:
     metrics = result.metrics or {}
     first = next(iter(metrics.values()), None)
     values = {
-        "judged_against": str(manifest) if manifest is not None else None,
+        "judged_against": os.path.relpath(manifest, out) if manifest is not None else None,  # from this folder
         "manifest_sha256": sha256_file(manifest) if manifest is not None and Path(manifest).is_file() else None,
         "scores_sha256": scores_sha256,
         "n_pairs": len(result.dataset),
