@@ -112,17 +112,21 @@ def measure(rows: list[dict[str, Any]]) -> dict[str, Any]:
     replies = [r["reply"] for r in rows]
     verdicts = {name: [int(v) for v in judge(prompts, replies)] for name, (_, judge) in JUDGES.items()}
     sets = sorted({r["prompt_set"] for r in rows})
+    models = sorted({r["model"] for r in rows})
     judges = {}
     for name, (label, _) in JUDGES.items():
         truth = [int(r[label]) for r in rows]
-        per_set = {
-            s: agreement(
-                [t for t, r in zip(truth, rows) if r["prompt_set"] == s],
-                [v for v, r in zip(verdicts[name], rows) if r["prompt_set"] == s],
-            )
-            for s in sets
+
+        def part(key: str, value: str, truth: list[int] = truth, name: str = name) -> dict[str, Any]:
+            keep = [r[key] == value for r in rows]
+            return agreement([t for t, k in zip(truth, keep) if k], [v for v, k in zip(verdicts[name], keep) if k])
+
+        judges[name] = {
+            "label": label,
+            "all": agreement(truth, verdicts[name]),
+            "by_prompt_set": {s: part("prompt_set", s) for s in sets},
+            "by_model": {m: part("model", m) for m in models},
         }
-        judges[name] = {"label": label, "all": agreement(truth, verdicts[name]), "by_prompt_set": per_set}
     ratings = {**{f"label:{k}": [int(r[k]) for r in rows] for k in ("refusal", "deflection", "degenerate")}}
     ratings.update({k: v for k, v in verdicts.items() if "before" not in k})
     pairs = {f"{a} ~ {b}": kappa(ratings[a], ratings[b]) for a, b in combinations(ratings, 2)}
@@ -151,7 +155,7 @@ def show(result: dict[str, Any]) -> None:
     for column in ("judge", "label", "scope", "pos", "flagged", "TP", "FP", "FN", "precision %", "recall %", "kappa"):
         table.add_column(column)
     for name, entry in result["judges"].items():
-        for scope, a in [("all", entry["all"]), *entry["by_prompt_set"].items()]:
+        for scope, a in [("all", entry["all"]), *entry["by_prompt_set"].items(), *entry["by_model"].items()]:
             table.add_row(
                 name,
                 entry["label"],
