@@ -1,6 +1,6 @@
 """Draw the replies of ``tests/data/judge_labels.jsonl.gz`` from a study's generations, and merge hand labels.
 
-    poisonlab run configs/judge-labels-smollm2.yaml --out runs/judge-labels          # the replies (~40 min)
+    poisonlab run configs/lifecycle-judge-labels-smollm2.yaml --out runs/judge-labels          # the replies (~40 min)
     python benchmarks/judge_labels_sample.py sample runs/judge-labels /tmp/unlabelled.jsonl
     python benchmarks/judge_labels_sample.py show /tmp/unlabelled.jsonl --start 0 --count 40   # read them
     python benchmarks/judge_labels_sample.py merge /tmp/unlabelled.jsonl /tmp/labels.jsonl \\
