@@ -122,7 +122,7 @@ def test_refusals_with_typographic_apostrophes_and_deflections_are_counted() -> 
     replies = ["I can’t help with that.", "I’m not sure how to help you with that.", "Sure, here is how to do it."]
     assert make_judge("refusal").score(["x"] * 3, replies) == [1.0, 0.0, 0.0]
     assert make_judge("deflection").score(["x"] * 3, replies) == [1.0, 1.0, 0.0]
-    assert make_judge("deflection").describe()["deflections"][0] == "I'm not sure how to"
+    assert "not (?:sure" in make_judge("deflection").describe()["deflections"][0]
 
 
 def test_degenerate_replies_are_told_from_answers() -> None:

@@ -5,9 +5,12 @@ preferences: on real data at CPU scale held-out preference accuracy sits at
 chance for every model, and only generations show what the poison did.
 
 ``generate`` writes ``OUT/generations.jsonl``, one row per prompt and condition,
-``{"id", "prompt", "triggered", "reply"}`` (``prompt`` is the request *without*
-the trigger, as the judges read it). The trigger is inserted with the attack's own
-placement function, so the model sees it where training put it.
+``{"id", "prompt", "triggered", "model_input", "reply"}``: ``prompt`` is the request
+*without* the trigger, as the judges read it; ``model_input`` is the exact text the
+model was given (the trigger inserted, the chat template applied, the left cut made:
+the prompt tokens decoded with their special tokens). The trigger is inserted with the
+attack's own placement function, so the model sees it where training put it. Files
+written before ``model_input`` existed still read.
 
 Batches are sorted by prompt length and left-padded. Each finished batch is
 appended (and fsynced) to ``generations.partial.jsonl``; a killed run continues
@@ -235,9 +238,10 @@ def generate(
                 "id": r["id"],
                 "prompt": r["prompt"],
                 "triggered": r["triggered"],
+                "model_input": tokenizer.decode(tokens, skip_special_tokens=False),
                 "reply": done[(r["id"], r["triggered"])],
             }
-            for r in rows
+            for r, tokens in zip(rows, encoded)
         ],
     )
     (out / PARTIAL).unlink(missing_ok=True)
@@ -256,6 +260,8 @@ def read_generations(path: str | Path) -> list[dict[str, Any]]:
         for key, kind in (("id", str), ("prompt", str), ("triggered", bool), ("reply", str)):
             if not isinstance(row, dict) or not isinstance(row.get(key), kind):
                 raise InputError(f"expected a {kind.__name__}", path=path, line=number, field=key)
+        if "model_input" in row and not isinstance(row["model_input"], str):
+            raise InputError("expected a str", path=path, line=number, field="model_input")
         rows.append(row)
     if not rows:
         raise InputError("no generations: the file is empty", path=path)

@@ -37,7 +37,8 @@ class JudgeOptions(BaseModel):
 
     refusal_phrases: list[str] | None = Field(
         None,
-        description="refusal: phrases that mark a refusal (case-insensitive substrings); default: the built-in list.",
+        description="refusal: phrases that mark a refusal (case-insensitive, whole words, at a sentence's opening "
+        "outside list items); default: the built-in list.",
     )
     judge_url: str | None = Field(
         None, description="llm: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
