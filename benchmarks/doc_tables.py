@@ -66,14 +66,22 @@ def exact_tests() -> str:
 
 
 def judge_accuracy() -> str:
-    """Each rule judge's precision and recall against the labelled replies (``docs/results/judge_accuracy.json``)."""
+    """Each rule judge against the hand-labelled replies (``docs/results/judge_accuracy.json``)."""
     data = json.loads((RESULTS / "judge_accuracy.json").read_text())
-    lines = ["| judge | label | precision [95% CI] | recall [95% CI] | n positive / n |", "|---|---|---|---|---|"]
-    for row in data["judges"]:
-        p, r = row["precision"], row["recall"]
+    lines = [
+        "| judge | label | positives | flagged | precision | recall | κ with label |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def rate(value: float | None, ci: list[float]) -> str:
+        return "-" if value is None else f"{_pct(value)}% [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+    for judge in ("refusal", "deflection", "degenerate", "empty"):
+        entry = data["judges"][judge]
+        m = entry["all"]
         lines.append(
-            f"| `{row['judge']}` | {row['label']} | {_pct(p['value'])}% [{_pct(p['ci'][0])}, {_pct(p['ci'][1])}] | "
-            f"{_pct(r['value'])}% [{_pct(r['ci'][0])}, {_pct(r['ci'][1])}] | {row['n_positive']} / {row['n']} |"
+            f"| `{judge}` | {entry['label']} | {m['positives']} | {m['flagged']} | "
+            f"{rate(m['precision'], m['precision_ci'])} | {rate(m['recall'], m['recall_ci'])} | {m['kappa']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
