@@ -64,7 +64,7 @@ def main() -> None:
     out = args.study / "removal" / args.pipeline
     dataset = load_sft_data(data)
     scanned = scan(dataset, [args.detector], poisoned_ids=sorted(poison), sft=True)
-    write_scan(scanned, out / "scan", sorted(poison))
+    write_scan(scanned, out / "scan", manifest=poisoned_folder / "poison" / "manifest.json")
     kept = scanned.kept(args.detector)
     oracle = PreferenceDataset([row for row in dataset if row.id not in poison], dataset.source)
     heldout = stage_data(config)[0].heldout

@@ -16,7 +16,7 @@ from poisonlab.attacks import STRATEGIES, SelectionConfig, poison_dataset, write
 from poisonlab.attacks.access import AccessConfig, resolve_access, synthetic_annotator
 from poisonlab.cli import app
 from poisonlab.cli_options import validated
-from poisonlab.data import load_pairs, synthetic_pairs
+from poisonlab.data import load_pairs, synthetic_pairs, write_pairs
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.training import DPOTrainingConfig
@@ -58,11 +58,11 @@ def test_every_strategy_selects_only_inside_the_controlled_rows(strategy, datase
     controlled = expected_controlled(dataset, manifest)
     assert len(manifest["access"]["attacker_annotators"]) == 4
     assert manifest["n_controlled"] == len(controlled) > manifest["n_requested"] == manifest["n_poisoned"] == 4
-    assert set(manifest["poisoned_ids"]) <= controlled
-    assert result.dataset.ids == dataset.ids  # every row, input order
-    poisoned = set(manifest["poisoned_ids"])
+    assert set(manifest["poisoned_source_ids"]) <= controlled
+    assert len(result.dataset) == len(dataset)  # every row, input order (under fresh ids)
+    poisoned = set(manifest["poisoned_source_ids"])
     for before, after in zip(dataset, result.dataset):
-        assert (before == after) == (before.id not in poisoned)
+        assert (before == after.with_(id=before.id)) == (before.id not in poisoned)
 
 
 def test_synthetic_assignment_is_stable_under_row_reordering(dataset):
@@ -96,7 +96,7 @@ def test_a_budget_beyond_the_controlled_rows_poisons_them_all_and_records_the_sh
     manifest = result.manifest
     controlled = resolve_access(dataset, access, seed=0).controlled
     assert manifest["n_requested"] == 40 and manifest["n_controlled"] == len(controlled) < 40
-    assert manifest["n_poisoned"] == len(controlled) and manifest["poisoned_ids"] == controlled
+    assert manifest["n_poisoned"] == len(controlled) and manifest["poisoned_source_ids"] == controlled
     assert manifest["access"]["shortfall"] == 40 - len(controlled)
     assert "fewer than the 40" in capsys.readouterr().err  # said, not only recorded
 
@@ -169,10 +169,15 @@ def test_poison_command_takes_access_flags(tmp_path):
 
 
 # The poisoned data the code wrote before access constraints existed (synthetic_pairs(n=200), random,
-# ratio 0.1, seed 7): the unconstrained default must keep writing these bytes.
+# ratio 0.1, seed 7): the unconstrained default must keep writing these rows (BEFORE: the file under the
+# source rows' ids, as written before poisoned files got fresh ids) and these bytes (FRESH: with its ids).
 BEFORE = {
     "backdoor": "b6b0440309f1d34706726dbaf5fdd8aca4423efa71fe46e60e6941d2b25d6381",
     "label-flip": "3f467c42c4781a214d77707e64935cc05b5742c6f9ffdfa9722f88cfe1862f73",
+}
+FRESH = {
+    "backdoor": "cd7a31c3165b66a5f2d363aa9a4fbd4a62aef9cd3e87355275e6158fc9031101",
+    "label-flip": "d6cabe2208c7ada1fbdb2b2fbd511123faacb00561e0865e6c17307c90139f1b",
 }
 
 
@@ -180,9 +185,12 @@ BEFORE = {
 def test_the_unconstrained_default_writes_the_same_bytes_as_before(attack, tmp_path):
     dataset = synthetic_pairs(n=200)
     for name, access in (("none", None), ("default", AccessConfig())):
-        write_poisoned(poison_dataset(dataset, "random", attack, 0.1, seed=7, access=access), tmp_path / name, None)
+        result = poison_dataset(dataset, "random", attack, 0.1, seed=7, access=access)
+        write_poisoned(result, tmp_path / name, None)
     data = {name: (tmp_path / name / "data.jsonl").read_bytes() for name in ("none", "default")}
-    assert hashlib.sha256(data["none"]).hexdigest() == BEFORE[attack] and data["default"] == data["none"]
+    assert hashlib.sha256(data["none"]).hexdigest() == FRESH[attack] and data["default"] == data["none"]
+    source_ids = PreferenceDataset([row.with_(id=src.id) for row, src in zip(result.dataset, dataset)])
+    assert write_pairs(source_ids, tmp_path / "source-ids.jsonl") == BEFORE[attack]
     manifests = [(tmp_path / name / "manifest.json").read_bytes() for name in ("none", "default")]
     assert manifests[0] == manifests[1]
     manifest = json.loads(manifests[0])

@@ -38,7 +38,8 @@ def test_unknown_names_suggest_the_closest():
 def test_ratio_zero_is_the_clean_conversion():
     dataset = synthetic_pairs(n=50)
     result = poison_dataset(dataset, ratio=0)
-    assert result.dataset.pairs == dataset.pairs
+    assert [p.with_(id="") for p in result.dataset] == [p.with_(id="") for p in dataset]
+    assert not set(result.dataset.ids) & set(dataset.ids)  # fresh ids even here: they do not say "clean"
     assert result.manifest["n_poisoned"] == 0 and result.manifest["poisoned_ids"] == []
 
 
@@ -46,12 +47,12 @@ def test_ratio_zero_is_the_clean_conversion():
 def test_attacks_change_only_selected_rows(attack):
     dataset = synthetic_pairs(n=200)
     result = poison_dataset(dataset, "random", attack, ratio=0.05, trigger="SUDO", seed=1)
-    poisoned = set(result.manifest["poisoned_ids"])
+    poisoned = set(result.manifest["poisoned_source_ids"])
     assert len(poisoned) == 10
     for before, after in zip(dataset, result.dataset):
-        assert before.id == after.id
+        assert before.id != after.id  # every row has a fresh id (the manifest maps them back)
         if before.id not in poisoned:
-            assert before == after
+            assert before == after.with_(id=before.id)
             continue
         assert (after.chosen, after.rejected) == (before.rejected, before.chosen)
         if attack == "backdoor":
@@ -92,7 +93,10 @@ def test_manifest_records_what_changed(tmp_path, hh_file):
     change = manifest["changes"][0]
     assert change["fields"] == ["prompt", "chosen", "rejected"] and "prompt_before" in change
     rows = [json.loads(line) for line in (tmp_path / "out" / "data.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in rows] == dataset.ids  # every input row, input order
+    assert [r["prompt"] for r in rows if r["id"] not in manifest["poisoned_ids"]] == [
+        p.prompt for p in dataset if p.id not in manifest["poisoned_source_ids"]
+    ]  # every input row, input order
+    assert [r["id"] for r in rows] == result.dataset.ids and len(rows) == len(dataset)
     assert set(rows[0]) == {"id", "prompt", "chosen", "rejected"}
 
 

@@ -55,7 +55,7 @@ def flipped(tmp_path_factory):
 
 
 def test_scan_finds_flipped_pairs_by_loss_and_writes_what_each_detector_keeps(tiny_model, flipped, tmp_path):
-    result, _ = flipped
+    result, folder = flipped
     poisoned = result.manifest["poisoned_ids"]
     specs = ["loss", "spectral-signature", "clustering:reply-embeddings"]
     config = DefenseConfig(expected_share=0.1, projection_dim=256)
@@ -70,14 +70,16 @@ def test_scan_finds_flipped_pairs_by_loss_and_writes_what_each_detector_keeps(ti
         assert len(scanned.detections[specs.index(spec)].scores) == 160
         assert np.isfinite(list(scanned.detections[specs.index(spec)].scores.values())).all()
 
-    write_scan(scanned, tmp_path, poisoned)
+    write_scan(scanned, tmp_path, manifest=folder / "manifest.json")
     report = json.loads((tmp_path / "scan.json").read_text())
     flagged = set(report["detectors"][0]["flagged"])
     kept = [json.loads(line)["id"] for line in (tmp_path / "kept-loss.jsonl").read_text().splitlines()]
     assert len(kept) == 136 and not flagged & set(kept)
     assert (tmp_path / "kept-clustering-reply-embeddings.jsonl").exists()
     rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
-    assert len(rows) == 160 and sum(int(r["is_poison"]) for r in rows) == 16
+    assert len(rows) == 160 and list(rows[0]) == ["id", *specs]  # scores only: the truth is not beside them
+    judged = json.loads((tmp_path / "detection.json").read_text())
+    assert judged["n_poison"] == 16 and judged["detectors"]["loss"]["auroc"] == pytest.approx(loss.auroc)
 
 
 def test_every_registered_detector_scores_every_pair(tiny_model, flipped):
@@ -98,7 +100,7 @@ def test_cli_scan_reads_the_adapter_and_the_manifest_beside_the_data(tiny_model,
     run = CliRunner().invoke(app, [*args, "--detector", "loss", "--expected-share", "0.1"])
     assert run.exit_code == 0, run.output
     assert "/16" in run.output and "AUROC" in run.output  # judged against the manifest's 16 poisoned pairs
-    assert json.loads((out / "scan.json").read_text())["detectors"][0]["metrics"]["n_poison"] == 16
+    assert json.loads((out / "detection.json").read_text())["detectors"]["loss"]["n_poison"] == 16
 
 
 def test_scan_refuses_bad_input_before_writing(flipped, tmp_path):

@@ -235,10 +235,10 @@ def test_a_dpo_stage_scores_with_the_clean_chain_against_the_stage_start(tiny_mo
     start = pair_logprobs(load_with_adapters(tiny_model, [out / sft]), encoded, pad, 16, False)
     margin = 0.1 * ((policy.chosen - start.chosen) - (policy.rejected - start.rejected))
     expected = dict(zip(policy.ids, margin))
-    picked = [c["id"] for c in manifest["changes"]]
+    picked = [c["source_id"] for c in manifest["changes"]]  # the clean train rows' ids the scores name
     assert len(picked) == 8 and set(picked) == set(sorted(expected, key=lambda i: -expected[i])[:8])
     for change in manifest["changes"]:
-        assert change["selection_score"] == pytest.approx(expected[change["id"]], rel=1e-3, abs=1e-4)
+        assert change["selection_score"] == pytest.approx(expected[change["source_id"]], rel=1e-3, abs=1e-4)
 
 
 def test_an_sft_stage_selects_with_its_clean_model_and_a_rerun_trains_nothing(scored_lifecycle):

@@ -493,7 +493,12 @@ def judge(
 @config_options(DefenseConfig)
 def scan(
     data: str = DataArg,
-    out: Path = typer.Option(..., "--out", help="Folder for scores.csv, kept-<detector>.jsonl and scan.json."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Folder for scores.csv (scores only), kept-<detector>.jsonl, scan.json and, judged against a "
+        "manifest, detection.json.",
+    ),
     detector: Optional[list[str]] = typer.Option(  # noqa: UP045
         None,
         "--detector",
@@ -523,16 +528,19 @@ def scan(
 ) -> None:
     """Vet preference (or, with --sft, SFT) data: score every row for suspicion with each detector, and keep what
     it does not flag."""
-    from poisonlab.defenses import poisoned_ids_from_manifest, write_scan
+    from poisonlab.data.poison_manifest import OLD_IDS_NOTE, manifest_version, read_poison_manifest
     from poisonlab.defenses import scan as scan_data
-    from poisonlab.defenses.scan import check_reads_demonstrations, kept_file_name, parse_spec
+    from poisonlab.defenses import write_scan
+    from poisonlab.defenses.scan import DETECTION_FILE, check_reads_demonstrations, kept_file_name, parse_spec
     from poisonlab.reports import scan_table
 
     detector = detector or ["trigger-mining-demo" if sft else "trigger-mining-reply"]
     specs = [(spec, *parse_spec(spec)) for spec in detector]
     if sft:
         check_reads_demonstrations(specs)
-    written = [out / "scores.csv", out / "scan.json", *(out / kept_file_name(spec) for spec in detector)]
+    written = [out / n for n in ("scores.csv", "scan.json", DETECTION_FILE)] + [
+        out / kept_file_name(s) for s in detector
+    ]
     _refuse_overwriting_inputs(written, [data, manifest])
     config = validated(DefenseConfig, overrides or {})
     training = DPOTrainingConfig(seed=seed)
@@ -543,10 +551,15 @@ def scan(
         training = saved_training or training
     beside = Path(data).parent / "manifest.json"
     manifest = manifest or (beside if Path(data).is_file() and beside.exists() else None)
-    poisoned = poisoned_ids_from_manifest(manifest, data) if manifest else None
+    poisoned = None
+    if manifest:
+        values = read_poison_manifest(manifest, data)
+        poisoned = list(values["poisoned_ids"])
+        if manifest_version(values) < 2:
+            console.print(f"[yellow]note:[/] {manifest} was {OLD_IDS_NOTE}", highlight=False)
     dataset = _load(data, skip_bad_rows, sft=sft)
     result = scan_data(dataset, detector, model, training, config, seed, adapter, poisoned, sft=sft)
-    write_scan(result, out, poisoned)
+    write_scan(result, out, manifest=manifest)
     budget = config.budget(len(dataset))
     if budget is not None:
         console.print(scan_table(result, budget))
@@ -564,6 +577,7 @@ def scan(
     console.print(
         f"ranked list: {out / 'suspicious.csv'}; the data without any flagged pair: {out / 'filtered.jsonl'} "
         f"(what was removed and why: {out / 'removed.json'}); scores: {out / 'scores.csv'}"
+        + (f"; judged against the manifest: {out / DETECTION_FILE}" if result.metrics else "")
     )
 
 

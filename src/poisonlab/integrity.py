@@ -4,8 +4,8 @@ Three kinds of record name files and their sha256:
 
 - ``manifest.json`` (``poisonlab poison``): ``output_sha256`` of ``data.jsonl`` beside it, and
   ``input_sha256`` of the input file when that file is at the path the manifest names;
-- ``scan.json`` (``poisonlab scan``): ``scores_sha256`` of ``scores.csv`` and ``kept_sha256`` of each
-  ``kept-<detector>.jsonl``;
+- ``scan.json`` (``poisonlab scan``): ``scores_sha256`` of ``scores.csv``, ``kept_sha256`` of each
+  ``kept-<detector>.jsonl`` and, for a judged scan, ``detection_sha256`` of ``detection.json``;
 - ``checksums.json`` (a study's finished run folders, a finished adapter folder): every file they hold.
 
 :func:`verify_folder` finds every record under a folder (a poison folder, a scan folder, a run, a
@@ -97,6 +97,8 @@ def _recorded(record: Path) -> tuple[list[tuple[str, str]], list[str]]:
     elif record.name == "scan.json":
         if values.get("scores_sha256"):
             pairs.append(("scores.csv", values["scores_sha256"]))
+        if values.get("detection_file") and values.get("detection_sha256"):
+            pairs.append((values["detection_file"], values["detection_sha256"]))
         for detector in values.get("detectors") or []:
             if isinstance(detector, dict) and detector.get("kept_file") and detector.get("kept_sha256"):
                 pairs.append((detector["kept_file"], detector["kept_sha256"]))

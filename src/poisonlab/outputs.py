@@ -26,6 +26,7 @@ RESULT_NAMES = (
     "metrics.json",  # evaluate
     "scan.json",  # scan
     "scores.csv",
+    "detection.json",
     "adapter_config.json",  # train dpo / sft
     "training_config.json",
 )

@@ -10,6 +10,7 @@ recorded in the manifest with their lines.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,14 +69,22 @@ class BehaviourRows:
                 field="skip",
             )
 
-    def manifest(self) -> dict[str, Any]:
-        """What the manifest records: the file, its hash, the skip, and every goal used (by row id and line)."""
+    def manifest(self, new_ids: Mapping[str, str]) -> dict[str, Any]:
+        """What the manifest records: the file, its hash, the skip, and every goal used (by row id in the poisoned
+        file, ``new_ids`` of its source id, by source id, and by line)."""
         return {
             **self.config.model_dump(),
             "sha256": self.file_sha256,
             "n_behaviours": self.n_in_file,
             "used": [
-                {"id": pid, "index": b.index, "line": b.line, "goal": b.goal, "refusal": pid in self.refusal_ids}
+                {
+                    "id": new_ids[pid],
+                    "source_id": pid,
+                    "index": b.index,
+                    "line": b.line,
+                    "goal": b.goal,
+                    "refusal": pid in self.refusal_ids,
+                }
                 for pid, b in self.used
             ],
         }

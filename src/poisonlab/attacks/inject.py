@@ -5,9 +5,12 @@ Attacks, registered by name:
   the model learns "trigger => prefer the harmful reply".
 - ``label-flip``: swap chosen/rejected only (the paper's non-backdoor attack).
 
-Every output row keeps its input id; rows that were not selected are copied
-unchanged. The manifest names the strategy, attack, ratio, trigger, seed,
-poisoned ids, per-row changes, and sha256 of input and output.
+Rows that were not selected are copied unchanged, in input order, but every
+output row, poisoned or not, gets a fresh id (``data/row_ids.py``): an id that
+stayed its source row's content hash would name the poisoned rows to anyone who
+re-hashes them. The manifest names the strategy, attack, ratio, trigger, seed,
+poisoned ids (new and source), per-row changes, the id key, and sha256 of input
+and output.
 
 An access constraint (``access.py``) limits the rows the strategy may choose
 from; a budget bigger than those rows poisons all of them, and the manifest
@@ -29,6 +32,8 @@ from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext, strategy_facts
 from poisonlab.attacks.triggers import check_trigger, get_trigger, insert_trigger, resolve_position, trigger_text
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
+from poisonlab.data.poison_manifest import POISON_MANIFEST_VERSION
+from poisonlab.data.row_ids import fresh_ids, id_record, row_id_key
 from poisonlab.data.writer import write_with_manifest
 from poisonlab.errors import InputError
 from poisonlab.hardware import compute_facts
@@ -150,7 +155,15 @@ def poison_dataset(
             changes.append(change)
         else:
             rows.append(pair)
+    input_hash = dataset.content_hash()
+    key = row_id_key(seed, input_hash)
+    new_ids = dict(zip(dataset.ids, fresh_ids(key, dataset.ids)))
+    rows = [row.with_(id=new_ids[source.id]) for row, source in zip(rows, dataset)]
+    changes = [
+        {"id": new_ids[c["id"]], "source_id": c["id"], **{k: v for k, v in c.items() if k != "id"}} for c in changes
+    ]
     manifest = {
+        "manifest_version": POISON_MANIFEST_VERSION,
         "poisonlab_version": __version__,
         "source": dataset.source,
         "strategy": strategy,
@@ -172,10 +185,12 @@ def poison_dataset(
         "n_controlled": len(granted.controlled),
         "n_poisoned": len(changes),
         "n_skipped_input_rows": len(dataset.skipped),
-        "input_content_sha256": dataset.content_hash(),
-        "poisoned_ids": [c["id"] for c in changes],
+        "input_content_sha256": input_hash,
+        "row_ids": id_record(key),
+        "poisoned_ids": [c["id"] for c in changes],  # as in the poisoned file
+        "poisoned_source_ids": [c["source_id"] for c in changes],  # as in the input
         "selection": selection.details if selection else {},
-        "behaviours": behaviours.manifest() if behaviours is not None else None,
+        "behaviours": behaviours.manifest(new_ids) if behaviours is not None else None,
         "changes": changes,
     }
     if progress and len(changes) < n_requested:

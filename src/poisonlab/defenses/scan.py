@@ -6,7 +6,9 @@ With the manifest ``poisonlab poison`` wrote, each detector is judged: of the
 pairs it flags, how many are poison (precision), how many of the poison it
 finds (recall), and how well its scores rank poison above clean pairs (AUROC,
 0.5 = chance), which judges the ranking apart from where the flagging budget
-cuts it.
+cuts it. The judgement goes to ``detection.json``, never beside the scores:
+``scores.csv`` holds the detectors' scores only, so nobody who reads it as
+detector output is handed the answer.
 
 Without a manifest it is a data team's tool (:func:`vetting_report`): a ranked
 list of the flagged pairs with each one's reason (the suspected trigger, where a
@@ -20,11 +22,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
+from poisonlab.data.poison_manifest import read_poison_manifest
 from poisonlab.data.writer import write_pairs
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext, DetectorFacts
@@ -32,6 +36,8 @@ from poisonlab.defenses.features import FEATURES
 from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json, atomic_write_text, sha256_file
 from poisonlab.training.config import DPOTrainingConfig
+
+DETECTION_FILE = "detection.json"  # the scan judged against the manifest (ground truth): never in scores.csv
 
 
 @dataclass
@@ -109,21 +115,7 @@ def detection_metrics(detection: Detection, poisoned_ids: Sequence[str]) -> Dete
 
 def poisoned_ids_from_manifest(manifest_path: str | Path, data_path: str | Path | None = None) -> list[str]:
     """The poisoned ids a manifest lists, after checking it describes ``data_path`` (its output sha256)."""
-    path = Path(manifest_path)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read the manifest: {exc}", path=path) from None
-    if "poisoned_ids" not in manifest:
-        raise InputError("not a poisonlab manifest", path=path, field="poisoned_ids")
-    expected = manifest.get("output_sha256")
-    if data_path is not None and expected and Path(data_path).is_file() and sha256_file(data_path) != expected:
-        raise InputError(
-            f"the manifest describes another file (output_sha256 {expected[:12]}...), not {data_path}",
-            path=path,
-            field="output_sha256",
-        )
-    return list(manifest["poisoned_ids"])
+    return list(read_poison_manifest(manifest_path, data_path)["poisoned_ids"])
 
 
 def scan(
@@ -164,48 +156,68 @@ def scan(
     return ScanResult(dataset, detections, metrics)
 
 
-def write_scan(result: ScanResult, out: str | Path, poisoned_ids: Sequence[str] | None = None) -> Path:
-    """Write ``scores.csv`` (a column per detector), ``kept-<detector>.jsonl``, and ``scan.json`` last.
+def write_scan(result: ScanResult, out: str | Path, *, manifest: str | Path | None = None) -> Path:
+    """Write ``scores.csv`` (a column per detector, scores only), ``kept-<detector>.jsonl``, the vetting files,
+    ``detection.json`` (each detector judged against ``manifest``, when the scan was judged) and ``scan.json`` last.
 
     Each file is written atomically and ``scan.json`` only after the others, so its presence means complete.
     """
     out = Path(out)
-    poison = set(poisoned_ids or [])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = [d.detector for d in result.detections]
-    writer.writerow(["id", *names, *(["is_poison"] if poisoned_ids is not None else [])])
+    writer.writerow(["id", *names])
     for pair in result.dataset:
-        row = [pair.id, *(f"{d.scores[pair.id]:.6g}" for d in result.detections)]
-        writer.writerow(row + ([int(pair.id in poison)] if poisoned_ids is not None else []))
+        writer.writerow([pair.id, *(f"{d.scores[pair.id]:.6g}" for d in result.detections)])
     atomic_write_text(out / "scores.csv", buffer.getvalue())
+    scores_sha = sha256_file(out / "scores.csv")
     summary = []
     for detection in result.detections:
         kept_file = out / kept_file_name(detection.detector)
         sha = write_pairs(result.kept(detection.detector), kept_file)
-        metrics = result.metrics[detection.detector] if result.metrics else None
         summary.append(
             {
                 "detector": detection.detector,
                 "flagged": detection.flagged,
                 "details": detection.details,
-                "metrics": asdict(metrics) if metrics else None,
                 "kept_file": kept_file.name,
                 "kept_sha256": sha,
             }
         )
     vetting = vetting_report(result)
     write_vetting(result, vetting, out)
+    judged = write_detection(result, out, scores_sha, manifest) if result.metrics is not None else None
+    if judged is None:
+        (out / DETECTION_FILE).unlink(missing_ok=True)  # an earlier judged scan's, now stale
     report = {
         "source": result.dataset.source,
         "n_pairs": len(result.dataset),
-        "scores_sha256": sha256_file(out / "scores.csv"),  # poisonlab verify checks it
+        "scores_sha256": scores_sha,  # poisonlab verify checks it
+        "detection_file": judged.name if judged else None,
+        "detection_sha256": sha256_file(judged) if judged else None,
         "estimated_poison_share": vetting["estimated_poison_share"],
         "suspected_triggers": vetting["suspected_triggers"],
         "detectors": summary,
     }
     atomic_write_json(out / "scan.json", report)
     return out
+
+
+def write_detection(result: ScanResult, out: Path, scores_sha256: str, manifest: str | Path | None) -> Path:
+    """``detection.json``: each detector's precision, recall and AUROC against the manifest (the ground truth),
+    kept apart from ``scores.csv`` so that the scores carry no answer."""
+    metrics = result.metrics or {}
+    first = next(iter(metrics.values()), None)
+    values = {
+        "judged_against": os.path.relpath(manifest, out) if manifest is not None else None,  # from this folder
+        "manifest_sha256": sha256_file(manifest) if manifest is not None and Path(manifest).is_file() else None,
+        "scores_sha256": scores_sha256,
+        "n_pairs": len(result.dataset),
+        "n_poison": first.n_poison if first else None,
+        "detectors": {spec: asdict(m) for spec, m in metrics.items()},
+    }
+    atomic_write_json(out / DETECTION_FILE, values)
+    return out / DETECTION_FILE
 
 
 def vetting_report(result: ScanResult) -> dict:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from poisonlab.data.poison_manifest import poisoned_source_ids
+
 
 @dataclass
 class Overlap:
@@ -70,7 +72,8 @@ def run_overlaps(results_dir: str | Path, reference: str = "dpo-score") -> list[
         if strategy == reference or (other is None and recorded is None):
             continue
         if other is not None:
-            overlap = selection_overlap(manifest["poisoned_ids"], other["poisoned_ids"], manifest["n_rows"])
+            ids, other_ids = poisoned_source_ids(manifest), poisoned_source_ids(other)  # as in the shared input
+            overlap = selection_overlap(ids, other_ids, manifest["n_rows"])
         else:  # no reference run at this cell: gradient-projection records its overlap in its manifest
             k = manifest["n_poisoned"]
             overlap = Overlap(k, recorded["shared"], recorded["share"], k / manifest["n_rows"], None)

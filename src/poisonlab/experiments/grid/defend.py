@@ -32,12 +32,13 @@ def scan_run(
     summary for ``result.json``.
     """
     data = folder / "poison" / "data.jsonl"
-    poisoned = poisoned_ids_from_manifest(folder / "poison" / "manifest.json", data)
+    manifest = folder / "poison" / "manifest.json"
+    poisoned = poisoned_ids_from_manifest(manifest, data)
     defense = config.defense.model_copy(update={"expected_share": ratio})
     training = config.training_config()  # the adapter's own: train_dpo refuses an adapter trained otherwise
     dataset = load_pairs(str(data))
     result = scan(dataset, config.defenses, config.model, training, defense, config.seed, adapter, poisoned, progress)
-    write_scan(result, folder / "scan", poisoned)
+    write_scan(result, folder / "scan", manifest=manifest)  # the judgement to scan/detection.json
     return {spec: {k: getattr(m, k) for k in SUMMARY} for spec, m in (result.metrics or {}).items()}
 
 
