@@ -89,8 +89,8 @@ def run_share_lifecycle(
 ) -> list[dict[str, Any]]:
     """One lifecycle study at ``share`` (on stage ``stage``, 0-based); a row per model after that stage."""
     from poisonlab.config_files import load_config
-    from poisonlab.experiments.lifecycle import run_lifecycle, stage_folder
-    from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle, stage_folder
 
     study = out / f"share-{share:g}"
     sets = [*overrides, f"stages.{stage}.access.annotator_share={share}", f"out={study}"]

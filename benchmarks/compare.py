@@ -22,7 +22,7 @@ from rich.table import Table
 from poisonlab.attacks.strategies import SelectionContext
 from poisonlab.config_files import load_config
 from poisonlab.experiments import ExperimentConfig, finished_results, results_folder, run_experiment
-from poisonlab.experiments.runner import prepare_split
+from poisonlab.experiments.grid.folder import prepare_split
 from poisonlab.reports import overlap_table, run_overlaps, score_overlap
 from poisonlab.training.clean_model import clean_dpo_scores
 

@@ -31,7 +31,7 @@ from rich.table import Table
 from poisonlab.config_files import load_config
 from poisonlab.defenses import DefenseConfig
 from poisonlab.experiments import ExperimentConfig
-from poisonlab.experiments.defend import scan_run
+from poisonlab.experiments.grid.defend import scan_run
 
 SPECS = [
     "trigger-mining",
@@ -75,7 +75,7 @@ def scan_clean(folder: Path, config: ExperimentConfig) -> dict:
     """False-positive rates: the study's clean training data, scanned with the clean adapter, adaptive budget."""
     from poisonlab.data import PreferenceDataset
     from poisonlab.defenses import scan, write_scan
-    from poisonlab.experiments.runner import prepare_split
+    from poisonlab.experiments.grid.folder import prepare_split
 
     train, _ = prepare_split(config, folder / "clean-scan")
     train = PreferenceDataset(train.pairs, train.source)

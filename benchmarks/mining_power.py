@@ -36,7 +36,7 @@ def main() -> None:
     from poisonlab.defenses.detectors import DetectionContext
     from poisonlab.defenses.trigger_mining import against_the_mean, local_disagreement
     from poisonlab.experiments import ExperimentConfig
-    from poisonlab.experiments.runner import split_data
+    from poisonlab.experiments.grid.folder import split_data
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="An experiment config: its data, split, model and trigger.")

@@ -25,8 +25,8 @@ def main() -> None:
     from poisonlab.attacks.triggers import trigger_text
     from poisonlab.config_files import load_config
     from poisonlab.defenses import scan
-    from poisonlab.experiments.lifecycle import stage_data
-    from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.runner import stage_data
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=300, help="HH-RLHF SFT rows (the stage's first rows).")

@@ -25,7 +25,7 @@ import yaml
 
 def retrain_and_judge(config: Any, rows: Any, folder: Path, twin: Path, heldout: Any) -> dict[str, Any]:
     """Train the first stage's kind on ``rows`` into ``folder`` and judge it against ``twin`` (read back if done)."""
-    from poisonlab.experiments.runner import generation_metrics
+    from poisonlab.experiments.core.measure import generation_metrics
     from poisonlab.io import atomic_write_json
     from poisonlab.training.stages import STAGES, stage_config
 
@@ -45,8 +45,8 @@ def main() -> None:
     from poisonlab.data.instructions import load_sft_data
     from poisonlab.data.pairs import PreferenceDataset
     from poisonlab.defenses import poisoned_ids_from_manifest, scan, write_scan
-    from poisonlab.experiments.lifecycle import stage_data, stage_folder
-    from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.runner import stage_data, stage_folder
     from poisonlab.reports.evaluation import with_qvalues
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -71,7 +71,7 @@ def peak_rss_mib() -> float:
 
 def study_split(model: str) -> tuple[Any, Any, Any]:
     from poisonlab.experiments import ExperimentConfig
-    from poisonlab.experiments.runner import split_data
+    from poisonlab.experiments.grid.folder import split_data
 
     config = ExperimentConfig(
         name="issue-15", model=model, data=str(HH), skip_bad_rows=True, heldout=200, training=STUDY_TRAINING

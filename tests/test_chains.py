@@ -186,7 +186,8 @@ def test_a_grid_study_starts_every_run_from_its_init_adapters(tiny_model, sft_th
         assert recorded_init(tmp_path / "study" / "runs" / name / "adapter") == [(root / "sft").resolve()]
     # the `base` row is the model the runs start from: its replies are the SFT model's
     from poisonlab.evaluation import generate
-    from poisonlab.experiments.runner import heldout_prompts, split_data
+    from poisonlab.experiments.core.measure import heldout_prompts
+    from poisonlab.experiments.grid.folder import split_data
 
     prompts = heldout_prompts(split_data(config)[1], 3)
     evaluation = config.evaluation

@@ -13,8 +13,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid_for_the_runner_poisonlab_run_picks(path):
     from poisonlab.cli import study_kind
-    from poisonlab.experiments.lifecycle_config import LifecycleConfig
-    from poisonlab.experiments.probes_config import ProbeConfig
+    from poisonlab.experiments.lifecycle.config import LifecycleConfig
+    from poisonlab.experiments.probes.config import ProbeConfig
 
     kind = study_kind(path)
     if kind == "lifecycle":

@@ -7,7 +7,7 @@ import pytest
 
 from poisonlab.config_files import load_config
 from poisonlab.experiments import ExperimentConfig, run_experiment
-from poisonlab.experiments.executors import LocalExecutor, RayExecutor, default_jobs
+from poisonlab.experiments.grid.executors import LocalExecutor, RayExecutor, default_jobs
 
 
 def _results(out):

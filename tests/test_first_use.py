@@ -150,7 +150,7 @@ def test_a_study_resumes_refuses_another_study_and_overwrites_on_request(tiny_mo
 
 def test_a_study_folder_without_finished_work_never_blocks_a_rerun(tiny_model, tmp_path):
     from poisonlab.experiments import ExperimentConfig
-    from poisonlab.experiments.runner import claim_results_folder
+    from poisonlab.experiments.grid.folder import claim_results_folder
 
     out = tmp_path / "study"
     out.mkdir()
@@ -174,13 +174,13 @@ def test_the_quickstart_computes_in_fp32_even_on_a_cpu_with_fast_bf16(monkeypatc
     from poisonlab import hardware
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig
-    from poisonlab.experiments.runner import precision
+    from poisonlab.experiments.grid.folder import precision
 
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(hardware, "default_device", lambda: "cpu")
-    from poisonlab.experiments import runner
+    from poisonlab.experiments.grid import folder
 
-    monkeypatch.setattr(runner, "default_device", lambda: "cpu")
+    monkeypatch.setattr(folder, "default_device", lambda: "cpu")
     assert precision(ExperimentConfig()) == "bf16"  # what `bf16: auto` does on such a CPU
     quickstart = load_config(ExperimentConfig, QUICKSTART)
     assert precision(quickstart) == "fp32"

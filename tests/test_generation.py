@@ -245,7 +245,7 @@ def test_study_with_evaluation_reports_backdoor_effect_and_contamination(tiny_mo
 def test_seeds_repeat_the_study_and_aggregate(tiny_model: str, tmp_path: Path) -> None:
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig
-    from poisonlab.experiments.seeds import aggregate, run_seeds
+    from poisonlab.experiments.grid.seeds import aggregate, run_seeds
 
     config = load_config(
         ExperimentConfig,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from poisonlab.cli import app
 from poisonlab.config_files import load_config
 from poisonlab.errors import InputError
-from poisonlab.experiments.lifecycle_config import LifecycleConfig
+from poisonlab.experiments.lifecycle.config import LifecycleConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 2, "batch_size": 8, "micro_batch_size": 8, "max_length": 96, "max_reply_length": 48}
@@ -44,7 +44,7 @@ def _config(tmp_path: Path, tiny_model: str, **changes) -> dict:
 
 @pytest.fixture(scope="module")
 def lifecycle(tiny_model, tmp_path_factory):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     tmp_path = tmp_path_factory.mktemp("lifecycle")
     config = LifecycleConfig.model_validate(_config(tmp_path, tiny_model))
@@ -107,7 +107,7 @@ def test_sft_poison_teaches_the_harmful_reply_to_the_trigger(tiny_model, lifecyc
 
 
 def test_a_rerun_reads_every_finished_model_back(lifecycle):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     config, rows, out = lifecycle
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("adapter_model.safetensors")}
@@ -119,7 +119,7 @@ def test_a_rerun_reads_every_finished_model_back(lifecycle):
 
 
 def test_another_lifecycle_in_the_same_folder_is_refused(lifecycle):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     config, _, _ = lifecycle
     other = config.model_copy(update={"seed": 1})

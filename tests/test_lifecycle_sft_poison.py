@@ -11,7 +11,7 @@ import yaml
 
 from poisonlab.config_files import load_config
 from poisonlab.errors import InputError
-from poisonlab.experiments.lifecycle_config import LifecycleConfig
+from poisonlab.experiments.lifecycle.config import LifecycleConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ADVBENCH = ROOT.parent / "shared" / "data" / "advbench" / "harmful_behaviors.csv"
@@ -59,7 +59,7 @@ def _advbench_config(tmp_path: Path, tiny_model: str, *extra: str) -> LifecycleC
 
 @pytest.fixture(scope="module")
 def advbench_lifecycle(tiny_model, tmp_path_factory):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     tmp_path = tmp_path_factory.mktemp("sft-advbench")
     config = _advbench_config(tmp_path, tiny_model)
@@ -137,7 +137,7 @@ def test_the_poisoned_sft_model_learns_the_target_for_the_trigger(tiny_model, ad
 def test_poison_the_study_cannot_build_is_refused_before_anything_is_written(
     tmp_path, tiny_model, extra, field, message
 ):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     config = _advbench_config(tmp_path, tiny_model, *extra)
     with pytest.raises(InputError, match=message) as caught:
@@ -177,7 +177,7 @@ def test_the_shipped_advbench_config_skips_the_evaluated_goals():
 
 @pytest.fixture(scope="module")
 def scored_lifecycle(tiny_model, tmp_path_factory):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     tmp_path = tmp_path_factory.mktemp("lc-scored")
     config = LifecycleConfig.model_validate(
@@ -216,7 +216,7 @@ def scored_lifecycle(tiny_model, tmp_path_factory):
 
 
 def test_a_dpo_stage_scores_with_the_clean_chain_against_the_stage_start(tiny_model, scored_lifecycle):
-    from poisonlab.experiments.lifecycle import stage_data
+    from poisonlab.experiments.lifecycle.runner import stage_data
     from poisonlab.models import load_tokenizer
     from poisonlab.models.adapters import load_with_adapters
     from poisonlab.models.encoding import encode_pairs
@@ -242,7 +242,7 @@ def test_a_dpo_stage_scores_with_the_clean_chain_against_the_stage_start(tiny_mo
 
 
 def test_an_sft_stage_selects_with_its_clean_model_and_a_rerun_trains_nothing(scored_lifecycle):
-    from poisonlab.experiments.lifecycle import run_lifecycle
+    from poisonlab.experiments.lifecycle.runner import run_lifecycle
 
     config, rows, out = scored_lifecycle
     manifest = json.loads((out / "stages/1-sft/sft-0.25/poison/manifest.json").read_text())

@@ -103,7 +103,7 @@ def test_stripping_matches_whole_words_in_any_case():
 
 def test_a_removal_that_removes_nothing_reuses_the_poisoned_model(study, tmp_path):
     from poisonlab.data import load_pairs
-    from poisonlab.experiments.mitigate import MitigationContext, _removal
+    from poisonlab.experiments.grid.mitigate import MitigationContext, _removal
 
     config, results, out = study
     poisoned = next(r for r in results if r.ratio > 0)

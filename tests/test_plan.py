@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from poisonlab.cli import app
 from poisonlab.config_files import load_config
 from poisonlab.experiments import ExperimentConfig
-from poisonlab.experiments.plan import SCORES, build_plan
+from poisonlab.experiments.grid.plan import SCORES, build_plan
 
 
 def _config(tmp_path, text, out=None):

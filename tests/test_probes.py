@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from poisonlab.cli import app
 from poisonlab.config_files import load_config
 from poisonlab.errors import InputError
-from poisonlab.experiments.probes_config import ProbeConfig
+from poisonlab.experiments.probes.config import ProbeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 2, "batch_size": 8, "micro_batch_size": 8, "max_length": 96, "max_reply_length": 32, "bf16": False}
@@ -38,7 +38,7 @@ def _values(tmp_path: Path, **changes) -> dict:
 
 @pytest.fixture(scope="module")
 def probes(tiny_model, tmp_path_factory):
-    from poisonlab.experiments.probes import run_probes
+    from poisonlab.experiments.probes.runner import run_probes
 
     tmp_path = tmp_path_factory.mktemp("probes")
     config = ProbeConfig.model_validate(_values(tmp_path))
@@ -86,7 +86,7 @@ def test_the_clean_twin_is_trained_once_per_stage_and_seed(probes):
 
 
 def test_a_rerun_reads_every_cell_back_without_training(probes):
-    from poisonlab.experiments.probes import run_probes
+    from poisonlab.experiments.probes.runner import run_probes
 
     config, rows, out, _ = probes
     adapters = sorted((out / "cells").rglob("adapter_model.safetensors"))
@@ -143,7 +143,7 @@ def _cell(seed: int, n: int, effect: float, stage: str = "dpo") -> dict:
 
 
 def test_the_aggregate_over_seeds_is_the_mean_and_its_t_interval():
-    from poisonlab.experiments.probes import aggregate_cells, rows_needed
+    from poisonlab.experiments.probes.runner import aggregate_cells, rows_needed
 
     cells = [_cell(s, 2, v) for s, v in ((2, 0.5), (0, 0.1), (1, 0.3))]
     cells += [_cell(s, 8, 0.6 + s / 100) for s in (0, 1, 2)]
@@ -191,7 +191,7 @@ def test_config_errors_name_the_field(tmp_path, changes, field, words):
 
 
 def test_a_folder_with_other_settings_is_refused_before_training(tmp_path):
-    from poisonlab.experiments.probes import run_probes
+    from poisonlab.experiments.probes.runner import run_probes
 
     first = ProbeConfig.model_validate(_values(tmp_path))
     (tmp_path / "pr").mkdir()
@@ -218,7 +218,7 @@ def test_grid_lists_may_grow_in_the_same_folder():
 
 
 def test_a_literal_trigger_gets_a_safe_folder_name():
-    from poisonlab.experiments.probes import slug
+    from poisonlab.experiments.probes.runner import slug
 
     assert slug(RARE) == RARE
     odd = slug("../ say it / now")

@@ -243,7 +243,9 @@ def test_paper_position_is_recorded_in_the_manifest(tiny_model, dataset):
 
 
 def test_experiment_grid_evaluates_each_run_where_its_trigger_went(monkeypatch, tmp_path):
-    from poisonlab.experiments import ExperimentConfig, runner
+    from poisonlab.experiments import ExperimentConfig, run_experiment
+    from poisonlab.experiments.core import measure
+    from poisonlab.experiments.grid import run_one
 
     config = ExperimentConfig(
         strategies=["random", "dpo-score"], ratios=[0.1], trigger_position="paper", selection={"n_clusters": 3}
@@ -272,11 +274,11 @@ def test_experiment_grid_evaluates_each_run_where_its_trigger_went(monkeypatch, 
         seen.setdefault("poison", []).append((strategy, position, selection.n_clusters))
         return poison_dataset(data, "random", attack, ratio, trigger, resolve_position(position, strategy))
 
-    monkeypatch.setattr(runner, "train_dpo", lambda *a, **k: Trained())
-    monkeypatch.setattr(runner, "evaluate_preferences", fake_evaluate)
-    monkeypatch.setattr(runner, "poison_dataset", fake_poison)
+    monkeypatch.setattr(run_one, "train_dpo", lambda *a, **k: Trained())
+    monkeypatch.setattr(measure, "evaluate_preferences", fake_evaluate)
+    monkeypatch.setattr(run_one, "poison_dataset", fake_poison)
     config.out, config.max_train_pairs, config.heldout = str(tmp_path / "out"), 50, 10
-    results = {r.run: r for r in runner.run_experiment(config, progress=False)}
+    results = {r.run: r for r in run_experiment(config, progress=False)}
     assert seen["last-human"] == ["adapter", "adapter"] and seen["end"] == ["adapter", "adapter"]
     assert seen["poison"] == [("random", "paper", 3), ("dpo-score", "paper", 3)]
     assert results["clean@end"].trigger_position == "end"

@@ -603,9 +603,9 @@ def run(
     """The whole chain from one config: clean and poisoned runs side by side, with a results table."""
     from poisonlab.config_files import load_config
     from poisonlab.experiments import ExperimentConfig, results_folder, run_experiment
-    from poisonlab.experiments.executors import EXECUTORS
-    from poisonlab.experiments.plan import build_plan, plan_table
-    from poisonlab.experiments.runner import precision
+    from poisonlab.experiments.grid.executors import EXECUTORS
+    from poisonlab.experiments.grid.folder import precision
+    from poisonlab.experiments.grid.plan import build_plan, plan_table
     from poisonlab.reports import detection_table, metric_tables, overlap_table, results_table, run_overlaps
 
     overrides = list(set_) + ([f"out={out}"] if out else [])
@@ -642,7 +642,7 @@ def run(
         )
 
     if experiment.seeds:  # the whole study once per seed, then the aggregate
-        from poisonlab.experiments.seeds import aggregate, run_seeds, seeds_tables
+        from poisonlab.experiments.grid.seeds import aggregate, run_seeds, seeds_tables
 
         by_seed = run_seeds(experiment, executor=runner, overwrite=overwrite)
         for seed, results in by_seed.items():
@@ -747,8 +747,8 @@ def study_kind(config: Path) -> str:
 
 def _run_lifecycle(config: Path, overrides: list[str], overwrite: bool) -> None:
     from poisonlab.config_files import load_config
-    from poisonlab.experiments.lifecycle import results_folder, run_lifecycle
-    from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.runner import results_folder, run_lifecycle
     from poisonlab.reports.lifecycle import lifecycle_table
 
     lifecycle = load_config(LifecycleConfig, config, overrides)
@@ -768,7 +768,7 @@ def show(folder: Path = typer.Argument(..., help="A study's results folder (what
     from poisonlab.experiments import saved_study
 
     if (folder / "lifecycle.json").exists():  # a lifecycle study: its rows, per metric
-        from poisonlab.experiments.lifecycle import StageResult
+        from poisonlab.experiments.lifecycle.runner import StageResult
         from poisonlab.reports.lifecycle import lifecycle_table
 
         rows = [StageResult(**row) for row in json.loads((folder / "lifecycle.json").read_text())]
@@ -777,7 +777,7 @@ def show(folder: Path = typer.Argument(..., help="A study's results folder (what
         return
     seed_folders = sorted(folder.glob("seed-*/config.yaml"), key=lambda p: p.parent.name)
     if not (folder / "config.yaml").exists() and seed_folders:  # a study with `seeds:`: each seed, then over seeds
-        from poisonlab.experiments.seeds import aggregate, seeds_tables
+        from poisonlab.experiments.grid.seeds import aggregate, seeds_tables
 
         by_seed = {}
         for path in seed_folders:
@@ -998,8 +998,8 @@ def probe(
 ) -> None:
     """Backdoor effect against the number of poisoned rows, per trigger, stage and position, over seeds."""
     from poisonlab.config_files import load_config
-    from poisonlab.experiments.probes import results_folder, rows_needed, run_probes
-    from poisonlab.experiments.probes_config import ProbeConfig
+    from poisonlab.experiments.probes.config import ProbeConfig
+    from poisonlab.experiments.probes.runner import results_folder, rows_needed, run_probes
     from poisonlab.reports.probes import probes_table, rows_needed_table
 
     study = load_config(ProbeConfig, config, list(set_) + ([f"out={out}"] if out else []))

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
@@ -31,10 +31,12 @@ from poisonlab.defenses import poisoned_ids_from_manifest
 from poisonlab.defenses.scan import kept_file_name, parse_spec
 from poisonlab.errors import InputError
 from poisonlab.evaluation.preference import write_metrics
-from poisonlab.experiments.config import ExperimentConfig, RunSpec
 from poisonlab.io import atomic_write_json
 from poisonlab.registry import Registry
 from poisonlab.training.dpo import train_dpo
+
+if TYPE_CHECKING:  # the config validates mitigation names through this module: no import back at run time
+    from poisonlab.experiments.grid.config import ExperimentConfig, RunSpec
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def mitigate_run(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Every mitigation of ``config.mitigations`` that ``done`` lacks, evaluated against ``twin``; all of them."""
-    from poisonlab.experiments.runner import evaluate_heldout, folder_metrics
+    from poisonlab.experiments.core.measure import evaluate_heldout, folder_metrics
 
     results = dict(done or {})
     manifest = folder / "poison" / "manifest.json"

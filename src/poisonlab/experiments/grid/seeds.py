@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from poisonlab.experiments.config import ExperimentConfig
+from poisonlab.experiments.core.intervals import t_interval
+from poisonlab.experiments.grid.config import ExperimentConfig
 from poisonlab.io import atomic_write_json, atomic_write_text
 
 PARTS = ("clean", "triggered", "trigger_effect", "contamination", "backdoor_effect")
@@ -24,22 +25,9 @@ PARTS = ("clean", "triggered", "trigger_effect", "contamination", "backdoor_effe
 
 def seed_config(config: ExperimentConfig, seed: int) -> ExperimentConfig:
     """The one-seed study of ``config`` for ``seed``, in its own folder under the study's."""
-    from poisonlab.experiments.runner import results_folder
+    from poisonlab.experiments.grid.folder import results_folder
 
     return config.model_copy(update={"seed": seed, "seeds": None, "out": str(results_folder(config) / f"seed-{seed}")})
-
-
-def t_interval(values: list[float]) -> list[float] | None:
-    """95% Student-t interval of the mean of ``values`` (seeds); None for fewer than two."""
-    from scipy.stats import t
-
-    n = len(values)
-    if n < 2:
-        return None
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return [round(mean - half, 6), round(mean + half, 6)]
 
 
 def aggregate(by_seed: dict[int, list[Any]]) -> list[dict[str, Any]]:
@@ -97,7 +85,8 @@ def write_aggregate(rows: list[dict[str, Any]], out: Path) -> None:
 
 def run_seeds(config: ExperimentConfig, progress: bool = True, **run_options: Any) -> dict[int, list[Any]]:
     """Run the study once per seed of ``config.seeds`` (resumably), then write seeds.json and seeds.csv."""
-    from poisonlab.experiments.runner import results_folder, run_experiment
+    from poisonlab.experiments.grid.folder import results_folder
+    from poisonlab.experiments.grid.runner import run_experiment
 
     assert config.seeds, "run_seeds needs config.seeds"
     by_seed = {seed: run_experiment(seed_config(config, seed), progress, **run_options) for seed in config.seeds}

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poisonlab.experiments.config import ExperimentConfig, RunSpec, metric_keys
+from poisonlab.experiments.core.measure import metric_keys
+from poisonlab.experiments.grid.config import ExperimentConfig, RunSpec
 
 SCORES = "clean-scores"
 # Rough minutes per 1,000 training pairs and epoch on one CPU core, until the study has finished runs
@@ -134,7 +135,7 @@ def build_plan(config: ExperimentConfig, out: Path) -> Plan:
             needs.append("clean")
             notes.append("evaluates the clean adapter at another placement")
         elif spec.ratio > 0:  # every comparison (preference margins, judgments) is against the clean twin
-            from poisonlab.experiments.runner import clean_twin
+            from poisonlab.experiments.grid.config import clean_twin
 
             needs.append(clean_twin(spec, config))
             if uses_clean_model(spec.strategy):
@@ -189,7 +190,7 @@ def _needs_first(tasks: list[Task]) -> list[Task]:
 
 
 def _rough_minutes(config: ExperimentConfig) -> float:
-    from poisonlab.experiments.runner import split_data
+    from poisonlab.experiments.grid.folder import split_data
 
     n_train = len(split_data(config)[0])
     per_1000 = ROUGH_MINUTES_PER_1000_PAIR_EPOCHS.get(config.model, UNKNOWN_MODEL_MINUTES)
@@ -218,7 +219,7 @@ def scores_context(config: ExperimentConfig, out: Path, progress: bool = False) 
     """The same selection context :func:`poisonlab.attacks.inject.poison_dataset` builds for a run, so the
     scores land under the key every model-based run of the study looks up."""
     from poisonlab.attacks.strategies import SelectionContext
-    from poisonlab.experiments.runner import split_data
+    from poisonlab.experiments.grid.folder import split_data
 
     return ScoresContext(
         SelectionContext(

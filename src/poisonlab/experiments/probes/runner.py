@@ -49,8 +49,8 @@ from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.errors import InputError
 from poisonlab.evaluation.stats import difference_of_differences, paired_difference
-from poisonlab.experiments.probes_config import ProbeConfig
-from poisonlab.experiments.seeds import t_interval
+from poisonlab.experiments.core.intervals import t_interval
+from poisonlab.experiments.probes.config import ProbeConfig
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
 from poisonlab.outputs import existing_results
 from poisonlab.training.stages import STAGES, stage_config

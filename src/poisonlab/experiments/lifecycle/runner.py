@@ -37,8 +37,8 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.errors import InputError
-from poisonlab.experiments.lifecycle_config import LifecycleConfig, StageConfig
-from poisonlab.experiments.runner import generation_metrics
+from poisonlab.experiments.core.measure import generation_metrics
+from poisonlab.experiments.lifecycle.config import LifecycleConfig, StageConfig
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
 from poisonlab.models.adapters import full_chain
 from poisonlab.outputs import existing_results
@@ -79,7 +79,7 @@ def stage_data(config: LifecycleConfig) -> list[_StageData]:
     """Each stage's (training, held-out) pairs, seeded; loading checks every file, and every stage's poison,
     before anything is written. SFT stages read instruction files too (rows without a rejected reply)."""
     from poisonlab.data.instructions import load_sft_data
-    from poisonlab.experiments.lifecycle_poison import check_stage_poison
+    from poisonlab.experiments.lifecycle.poison import check_stage_poison
 
     loaded: dict[tuple[bool, str], PreferenceDataset] = {}
     splits = []
@@ -229,7 +229,7 @@ def scoring_config(training: LoRATrainingConfig) -> DPOTrainingConfig:
 def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: bool = False) -> list[StageResult]:
     """Train and judge every distinct prefix, stage by stage (the clean one first: it is every twin),
     then write lifecycle.json/.csv and the figures. Returns one row per (pipeline, stage)."""
-    from poisonlab.experiments.runner import evaluate_base_model
+    from poisonlab.experiments.core.measure import evaluate_base_model
     from poisonlab.models.loading import check_model_name
 
     check_model_name(config.model)

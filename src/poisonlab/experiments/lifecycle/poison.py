@@ -18,7 +18,7 @@ from poisonlab.errors import InputError
 from poisonlab.evaluation.config import EvaluationConfig
 
 if TYPE_CHECKING:
-    from poisonlab.experiments.lifecycle_config import LifecycleConfig
+    from poisonlab.experiments.lifecycle.config import LifecycleConfig
 
 
 def _same_file(a: str, b: str) -> bool:

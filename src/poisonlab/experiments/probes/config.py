@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from poisonlab.experiments.fields import ModelName
+from poisonlab.experiments.core.fields import ModelName
 from poisonlab.training.config import Preset
 
 PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"

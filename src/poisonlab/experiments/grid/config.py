@@ -17,7 +17,7 @@ from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
-from poisonlab.experiments.fields import AdapterFolder, ModelName, TriggerText
+from poisonlab.experiments.core.fields import AdapterFolder, ModelName, TriggerText
 from poisonlab.training.config import DPOTrainingConfig, Preset
 
 
@@ -190,7 +190,7 @@ class ExperimentConfig(BaseModel):
     def _known_mitigations(cls, specs: list[str], info: ValidationInfo) -> list[str]:
         from poisonlab.defenses.detectors import DETECTORS, DetectorFacts
         from poisonlab.defenses.scan import parse_spec
-        from poisonlab.experiments.mitigate import MITIGATIONS, parse_mitigation
+        from poisonlab.experiments.grid.mitigate import MITIGATIONS, parse_mitigation
 
         for spec in specs:
             name, argument = parse_mitigation(spec)
@@ -257,8 +257,6 @@ class RunSpec(BaseModel):
         super().__init__(name=name, strategy=strategy, attack=attack, ratio=ratio, trigger_position=trigger_position)
 
 
-def metric_keys(config: ExperimentConfig) -> list[str]:
-    """The generation metrics every run of ``config`` reports: ``<judge>@<prompt set>``."""
-    if config.evaluation is None:
-        return []
-    return [f"{judge}@{s.name}" for s in config.evaluation.prompt_sets for judge in config.evaluation.judges]
+def clean_twin(spec: RunSpec, config: ExperimentConfig) -> str:
+    """The clean run evaluated at the same trigger placement as ``spec``: its twin for every comparison."""
+    return next(s.name for s in config.runs() if s.ratio == 0 and s.trigger_position == spec.trigger_position)

@@ -16,7 +16,7 @@ from typing import Any
 from poisonlab.data.readers import load_pairs
 from poisonlab.defenses import poisoned_ids_from_manifest, scan, write_scan
 from poisonlab.defenses.scan import kept_file_name
-from poisonlab.experiments.config import ExperimentConfig
+from poisonlab.experiments.grid.config import ExperimentConfig
 from poisonlab.training.dpo import train_dpo
 
 SUMMARY = ("auroc", "recall", "precision", "n_flagged")  # what result.json keeps per detector

@@ -19,7 +19,7 @@ from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.behaviour_config import BehaviourPoisonConfig
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.evaluation.config import EvaluationConfig
-from poisonlab.experiments.fields import ModelName, TriggerText
+from poisonlab.experiments.core.fields import ModelName, TriggerText
 from poisonlab.training.config import Preset
 
 PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -220,7 +220,7 @@ class LifecycleConfig(BaseModel):
 
         A prompt set that reads the whole file leaves it unset: the run refuses it, naming the prompt set.
         """
-        from poisonlab.experiments.lifecycle_poison import evaluated_goals
+        from poisonlab.experiments.lifecycle.poison import evaluated_goals
 
         for stage in self.stages:
             if stage.behaviours is not None and stage.behaviours.skip is None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from poisonlab.errors import InputError
-from poisonlab.experiments.config import ExperimentConfig
-from poisonlab.experiments.plan import SCORES, Plan, Task, memory_gb_per_process, scores_context
+from poisonlab.experiments.grid.config import ExperimentConfig
+from poisonlab.experiments.grid.plan import SCORES, Plan, Task, memory_gb_per_process, scores_context
 from poisonlab.registry import Registry
 
 OnDone = Callable[[Task, "dict[str, Any] | None"], None]  # task, its RunResult as a dict (None for scores)
@@ -26,7 +26,7 @@ OnDone = Callable[[Task, "dict[str, Any] | None"], None]  # task, its RunResult 
 
 @functools.lru_cache(maxsize=4)
 def _study(config_json: str) -> tuple[ExperimentConfig, Any, Any]:
-    from poisonlab.experiments.runner import split_data
+    from poisonlab.experiments.grid.folder import split_data
 
     config = ExperimentConfig.model_validate_json(config_json)
     train, heldout, _ = split_data(config)
@@ -35,7 +35,7 @@ def _study(config_json: str) -> tuple[ExperimentConfig, Any, Any]:
 
 def run_task(name: str, config_json: str, out: str, progress: bool, *upstream: Any) -> dict[str, Any] | None:
     """Run one task of a study (``upstream``: the results of the tasks it needs, only to order it on Ray)."""
-    from poisonlab.experiments.runner import run_one
+    from poisonlab.experiments.grid.run_one import run_one
 
     config, train, heldout = _study(config_json)
     if not progress:  # transformers' own bars (loading weights) too
