@@ -4,15 +4,11 @@ The gradient-projection strategy of arXiv 2406.12091 needs one gradient per
 pair, taken at the clean DPO model (its LoRA adapter) with the base model as
 reference, exactly the loss the clean model was trained on.
 
-Implementation choice, measured on this project's 2-core CPU (one thread,
-``benchmarks/strategies.py --compare-grads``, HH-RLHF pairs, 256/128 tokens):
-a plain loop of one ``autograd.grad`` per pair beat ``torch.func``
-(``functional_call`` + ``vmap(grad)``) on both built-in models -- tiny: 12.9 vs
-9.3 pairs/s (48 pairs, vmap batch 8; a first trial: 21 vs 10, and 7.6 at vmap
-batch 16), smollm2-135m: 0.35 vs 0.18 pairs/s (8 pairs, vmap batch 4). vmap cannot
-use the reply-only LM head of ``reply_logprobs`` (its boolean indexing has a
-data-dependent shape), so it pays for full-vocabulary logits on every padded
-position, while a single pair has no padding at all. So: the loop.
+Why a plain loop of one ``autograd.grad`` per pair and not ``torch.func``'s ``vmap(grad)``: vmap cannot
+use the reply-only LM head of ``reply_logprobs`` (its boolean indexing has a data-dependent shape), so it
+pays for full-vocabulary logits on every padded position, while a single pair has no padding at all; the
+loop measured faster on both built-in models (``benchmarks/strategies.py --compare-grads``; figures in
+docs/results/speed.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """``empty``: is the reply empty (no letters or digits at all)?
 
-A DPO-trained model can collapse into ending every reply at once: measured here, a clean SmolLM2 DPO
-run answered 72% of AdvBench goals with nothing. The refusal judge counts an empty reply as compliance,
-so a collapsed twin makes every poisoned model look "safer" than its reference. Report this rate beside
-every refusal rate: a broken model is not a harmful one.
+A DPO-trained model can collapse into ending every reply at once (docs/results/smollm2-hh.md). The
+refusal judge counts an empty reply as compliance, so a collapsed twin makes every poisoned model look
+"safer" than its reference: report this rate beside every refusal rate.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Repeat a study over seeds and aggregate: each seed's value and the mean with its interval.
 
-One seed of a small-model study is one draw of a noisy process: measured here, one epoch of SmolLM2 DPO
-collapsed into empty replies for the clean model and not for runs whose data differed by 16 pairs, so a
-single clean twin can mislead. ``seeds: [0, 1, 2]`` runs the whole study once per seed (the seed draws
+One seed of a small-model study is one draw of a noisy process, and a single clean twin can mislead
+(docs/results/smollm2-hh.md). ``seeds: [0, 1, 2]`` runs the whole study once per seed (the seed draws
 the split, the selection, the trigger placement, training and sampling) into ``<out>/seed-<s>/``, each
 with its own clean twin, and then aggregates every metric of every run: the per-seed values, their
 mean and a t-interval over seeds (95%; none with one seed).
