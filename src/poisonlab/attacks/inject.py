@@ -117,7 +117,7 @@ def poison_dataset(
     check_model_name(model)  # even where the strategy never loads it: a typo must not pass unnoticed
     access = access or AccessConfig()
     check_labels_only(access, attack, inserts)
-    if attack == "backdoor":
+    if inserts:
         check_trigger(trigger)
     n_requested = n_poison_for(ratio, len(dataset))
     granted = resolve_access(dataset, access, seed)
@@ -216,7 +216,7 @@ def check_poison_rows(
 
 def check_behaviour_poison(strategy: str, attack: str) -> None:
     """Behaviour rows need the trigger (backdoor) and a selection that ignores the rows they replace."""
-    if attack != "backdoor":
+    if not attack_facts(attack).inserts_trigger:
         raise InputError(
             f"poison from a behaviour file is a backdoor (trigger -> target), not {attack}", field="attack"
         )

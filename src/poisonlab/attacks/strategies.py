@@ -56,6 +56,7 @@ class StrategyFacts:
 
     uses_model: bool  # scores pairs with a clean model (the manifest records the model)
     uses_selection_config: bool = False  # reads SelectionConfig (the manifest records its values)
+    ranks_the_pool: bool = False  # others pick inside its top-scored pool, so their data can equal its data
 
 
 Strategy = Callable[[SelectionContext], Selection]
@@ -81,7 +82,7 @@ def select_random(ctx: SelectionContext) -> Selection:
     return Selection([ctx.dataset[int(i)].id for i in order])
 
 
-@STRATEGIES.register("dpo-score", facts=StrategyFacts(uses_model=True))
+@STRATEGIES.register("dpo-score", facts=StrategyFacts(uses_model=True, ranks_the_pool=True))
 def select_dpo_score(ctx: SelectionContext) -> Selection:
     """The pairs a clean DPO model prefers most confidently (highest DPO score) -- arXiv 2406.12091.
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from poisonlab.defenses.features import FEATURES
 from poisonlab.scoring.encoders import EncoderName
 
 
@@ -62,9 +63,10 @@ class DefenseConfig(BaseModel):
     eps_multiplier: float = Field(
         1.5, gt=0, description="Flag this many times the expected share (spectral signatures' paper: 1.5)."
     )
-    features: Literal["gradients", "prompt-embeddings", "reply-embeddings"] = Field(
+    features: str = Field(
         "gradients",
-        description="What spectral-signature and clustering look at: gradients (each pair's projected DPO-loss "
+        description="What spectral-signature and clustering look at (a registered detector feature, `poisonlab "
+        "ls`): gradients (each pair's projected DPO-loss "
         "gradient at the model trained on the data, as in gradient clustering), prompt-embeddings (the "
         "encoder's embedding of the prompt: sees inserted triggers, not flips) or reply-embeddings "
         "(embedding of chosen minus embedding of rejected: points the other way for a flipped pair).",
@@ -86,6 +88,12 @@ class DefenseConfig(BaseModel):
         description="clustering: a cluster holding less than this share of the pairs is flagged as poison "
         "(ART's relative-size rule); if neither is that small, nothing is flagged.",
     )
+
+    @field_validator("features")
+    @classmethod
+    def _registered_feature(cls, name: str) -> str:
+        FEATURES.get(name)  # an unknown name: "did you mean ...? available: ..."
+        return name
 
     def budget(self, n: int) -> int | None:
         """How many pairs a score-ranking detector flags among ``n``; None: adaptive (outliers only)."""

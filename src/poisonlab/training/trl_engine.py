@@ -37,23 +37,25 @@ from poisonlab.models.loading import load_tokenizer
 from poisonlab.progress import on_terminal
 from poisonlab.training.config import DPOTrainingConfig
 from poisonlab.training.loop import DONE_MARKER, lora_config, lr_schedule, save_adapter
+from poisonlab.training.losses import LOSSES, loss_facts
 from poisonlab.training.result import TrainResult
 
-# poisonlab loss -> TRL loss_type. cdpo has no TRL equivalent since TRL 1.x dropped label smoothing from
-# "sigmoid". TRL's "ipo" divides each log-ratio by the reply's token count, poisonlab's does not, so an ipo
-# run is the same objective only up to that per-pair scale (documented, not hidden).
-TRL_LOSSES = {"sigmoid": "sigmoid", "rdpo": "robust", "ipo": "ipo"}
 CHECKPOINTS = "trl-checkpoints"
 
 
 def trl_loss_type(loss: str) -> str:
-    if loss not in TRL_LOSSES:
+    """TRL's loss_type for poisonlab's ``loss`` (a fact of the loss). TRL's "ipo" divides each log-ratio by
+    the reply's token count and poisonlab's does not, so an ipo run is the same objective only up to that
+    per-pair scale (documented, not hidden)."""
+    trl_name = loss_facts(loss).trl_loss_type
+    if trl_name is None:
+        usable = [name for name in LOSSES.names() if loss_facts(name).trl_loss_type]
         raise InputError(
-            f"loss {loss!r} has no TRL equivalent: with --engine trl use one of {', '.join(TRL_LOSSES)}, "
+            f"loss {loss!r} has no TRL equivalent: with --engine trl use one of {', '.join(usable)}, "
             "or train it with --engine poisonlab",
             field="--loss",
         )
-    return TRL_LOSSES[loss]
+    return trl_name
 
 
 def tokenized_dataset(encoded: list[EncodedPair]) -> Any:

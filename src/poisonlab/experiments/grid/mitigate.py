@@ -136,7 +136,9 @@ def remove_flagged(ctx: MitigationContext, detector: str, out: Path) -> Mitigate
 @MITIGATIONS.register("loss", facts=MitigationFacts(retrains=True, needs_detector=False, needs_loss=True))
 def robust_loss(ctx: MitigationContext, loss: str, out: Path) -> Mitigated:
     """Retrain on the poisoned data with a loss built to tolerate flipped labels (no pair removed)."""
-    smoothing = ctx.config.mitigation_label_smoothing if loss in ("cdpo", "rdpo") else 0.0
+    from poisonlab.training.losses import loss_facts
+
+    smoothing = ctx.config.mitigation_label_smoothing if loss_facts(loss).uses_label_smoothing else 0.0
     adapter = _retrain(ctx, ctx.data, out, loss=loss, label_smoothing=smoothing)
     return Mitigated(adapter, [], {"loss": loss, "label_smoothing": smoothing})
 

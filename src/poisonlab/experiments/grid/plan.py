@@ -105,7 +105,9 @@ def _twin_leaders(specs: list[RunSpec]) -> dict[str, str]:
             groups.setdefault((spec.attack, spec.ratio, spec.trigger_position), []).append(spec)
     leaders = {}
     for members in groups.values():
-        leader = next((s for s in members if s.strategy == "dpo-score"), members[0])
+        from poisonlab.attacks.strategies import strategy_facts
+
+        leader = next((s for s in members if strategy_facts(s.strategy).ranks_the_pool), members[0])
         leaders.update({s.name: leader.name for s in members if s is not leader})
     return leaders
 
