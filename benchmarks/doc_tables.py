@@ -122,7 +122,51 @@ def csv_table(name: str) -> Callable[[], str]:
     return table
 
 
+def quickstart() -> str:
+    """The main job's two tables, as ``poisonlab run configs/quickstart.yaml`` prints them (minutes left out:
+    they measure the machine, not the poison), from ``docs/results/quickstart/results.json``."""
+    rows = json.loads((RESULTS / "quickstart" / "results.json").read_text())
+    clean = next(r for r in rows if r["run"] == "clean")
+    head = ["strategy", "attack", "ratio", "poisoned", "clean acc.", "Δ clean acc.", "backdoor success", "Δ backdoor"]
+    body = []
+    for r in rows:
+        poisoned = r["ratio"] > 0
+        body.append(
+            [
+                r["strategy"] if poisoned else "clean model",
+                r["attack"] if poisoned else "",
+                f"{r['ratio']:.1%}",
+                str(r["n_poisoned"]),
+                f"{r['clean_accuracy']:.1%}",
+                f"{r['clean_accuracy'] - clean['clean_accuracy']:+.1%}" if poisoned else "",
+                f"{r['backdoor_success']:.1%}",
+                f"{r['backdoor_success'] - clean['backdoor_success']:+.1%}" if poisoned else "",
+            ]
+        )
+    widths = [max(len(x) for x in column) for column in zip(head, *body)]
+    lines = [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        for line in [head, *body]
+    ]
+    detectors = list(dict.fromkeys(d for r in rows for d in (r.get("detection") or {})))
+    cells = [["poison detection (defenses:)", *detectors]]
+    for r in rows:
+        if r.get("detection"):
+            cells.append([r["run"], *(_detection_cell(r["detection"].get(d)) for d in detectors)])
+    widths = [max(len(x) for x in column) for column in zip(*cells)]
+    lines += [""] + ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
+def _detection_cell(m: dict | None) -> str:
+    """``0.91 / 67%``: AUROC, and the share of the poison the detector flagged (recall)."""
+    if not m or m.get("auroc") is None:
+        return "-"
+    return f"{m['auroc']:.2f} / {m['recall']:.0%}"
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "quickstart": quickstart,
     "exact-tests": exact_tests,
     "judge-accuracy": judge_accuracy,
 }

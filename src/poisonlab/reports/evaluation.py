@@ -35,14 +35,15 @@ def fmt(entry: dict[str, Any] | None, kind: str, signed: bool = False) -> str:
         sign = "+" if signed else ""
         text = f"{value:{sign}.3g} [{low:{sign}.3g}, {high:{sign}.3g}]"
     if entry.get("p_value") is not None:
-        text += f" p={_p(entry['p_value'])}"
+        text += f" p{_p(entry['p_value'])}"
     if entry.get("q_value") is not None:
-        text += f" q={_p(entry['q_value'])}"
+        text += f" q{_p(entry['q_value'])}"
     return text
 
 
 def _p(p: float) -> str:
-    return "<1e-4" if p < 1e-4 else f"{p:.2g}"
+    """``<1e-4`` or ``=0.031``: what follows p or q in a table cell."""
+    return "<1e-4" if p < 1e-4 else f"={p:.2g}"
 
 
 def judge_table(metrics: dict[str, Any], title: str = "judged generations") -> Any:
@@ -98,7 +99,7 @@ def preference_summary(metrics: Any) -> str:
         f"({metrics.backdoor_flipped}/{metrics.n_pairs} prefer the rejected reply with the trigger "
         f"{metrics.trigger!r}; compare with a clean model trained the same way, not with 0%)\n"
         f"trigger shift of the margin {shift['value']:+.4f} [{shift['ci'][0]:+.4f}, {shift['ci'][1]:+.4f}] "
-        f"(sign-flip p={_p(shift['p_value'])}), "
+        f"(sign-flip p{_p(shift['p_value'])}), "
         f"negative on {shift['share_negative']:.0%} of pairs (below zero: the trigger pushes towards the "
         "rejected reply)"
     )

@@ -5,7 +5,7 @@
 - the paper's figure: backdoor success (held-out pairs where the trigger makes the model prefer the harmful
   reply) against the poisoned share, one line per strategy and attack, Wilson 95% intervals, the clean model
   as a band;
-- the detection table: each detector's AUROC and the poison's share of what it flagged, per poisoned run.
+- the detection table: each detector's AUROC and the share of the poison it flagged, per poisoned run.
 
 Labels are for readers (``label_metric``); every number prints in one format per kind (``percent``).
 """
@@ -105,7 +105,7 @@ def success_figure(rows: Sequence[dict[str, Any]]) -> str | None:
 
 
 def detection_table(rows: Sequence[dict[str, Any]], detections: dict[str, dict[str, Any]]) -> str:
-    """Runs down, detectors across: ``AUROC 0.91 · 67% of flagged are poison`` (``-`` where nothing was flagged)."""
+    """Runs down, detectors across: each detector's AUROC and the share of the poison it flagged (recall)."""
     specs = list(dict.fromkeys(spec for d in detections.values() for spec in d))
     if not specs:
         return '<p class="note">No detectors ran (set <code>defenses:</code> in the config).</p>'
@@ -116,7 +116,11 @@ def detection_table(rows: Sequence[dict[str, Any]], detections: dict[str, dict[s
         for spec in specs:
             m = found.get(spec) or {}
             auroc = f"AUROC {m['auroc']:.2f}" if m.get("auroc") is not None else "AUROC -"
-            flagged = f"{percent(m.get('precision'))} of {m.get('n_flagged', 0)} flagged" if m.get("n_flagged") else ""
+            flagged = (
+                f"flags {percent(m.get('recall'))} of the poison ({m.get('n_flagged', 0)} flagged)"
+                if m.get("recall") is not None
+                else ""
+            )
             cells.append(f"{auroc}<br>{flagged}" if flagged else auroc)
         body.append(f"<tr><td>{html.escape(run)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
