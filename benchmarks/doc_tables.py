@@ -74,7 +74,9 @@ def judge_accuracy() -> str:
     ]
 
     def rate(value: float | None, ci: list[float]) -> str:
-        return "-" if value is None else f"{_pct(value)}% [{_pct(ci[0])}, {_pct(ci[1])}]"
+        if value is None or value != value:  # no flags: no precision (NaN)
+            return "-"
+        return f"{_pct(value)}% [{_pct(ci[0])}, {_pct(ci[1])}]"
 
     for judge in ("refusal", "deflection", "degenerate", "empty"):
         entry = data["judges"][judge]
