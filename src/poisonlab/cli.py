@@ -82,6 +82,14 @@ def user_errors(command: Any) -> Any:
         except InputError as exc:
             errors.print(f"[bold red]poisonlab: error:[/] {exc.describe()}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # the environment's refusals (read-only folder, full disk): the user's to fix
+            from poisonlab.io import environment_error
+
+            problem = environment_error(exc)
+            if not isinstance(problem, InputError):
+                raise
+            errors.print(f"[bold red]poisonlab: error:[/] {problem.describe()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -178,6 +186,24 @@ def data_split(
     )
 
 
+# What makes two `poison` commands write the same thing (with the data, the training, selection and access).
+_POISON_SETTINGS = (
+    "model",
+    "strategy",
+    "attack",
+    "ratio",
+    "trigger",
+    "position",
+    "seed",
+    "preset",
+    "behaviours",
+    "behaviours_skip",
+    "behaviours_contrast",
+    "behaviours_refusal",
+    "skip_bad_rows",
+)
+
+
 @app.command()
 @user_errors
 @config_options(DPOTrainingConfig, skip=("seed",))
@@ -230,6 +256,7 @@ def poison(
     from poisonlab.attacks.triggers import check_position, check_trigger
     from poisonlab.models.loading import check_model_name
     from poisonlab.outputs import claim_output_folder, existing_results, refuse_overwriting_inputs
+    from poisonlab.writers import one_writer
 
     STRATEGIES.get(strategy)
     ATTACKS.get(attack)
@@ -258,27 +285,57 @@ def poison(
             )
         )
     refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data, behaviours])
-    # data.jsonl without manifest.json (written last) is a run killed in between: rerunning finishes it
-    unfinished = existing_results(out) == ["data.jsonl"]
-    claim_output_folder(out, overwrite or unfinished)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
     selection = validated(SelectionConfig, selection_options or {})
-    dataset = _load(data, skip_bad_rows, sft=rows is not None)
-    result = poison_dataset(
-        dataset,
-        strategy,
-        attack,
-        ratio,
-        trigger,
-        position,
-        seed,
-        model,
-        training,
-        selection=selection,
-        access=access,
-        behaviours=rows,
-    )
-    write_poisoned(result, out, data if Path(data).exists() else None)
+    settings = {
+        "data": str(Path(data).resolve()) if Path(data).exists() else data,
+        **dict(
+            zip(
+                _POISON_SETTINGS,
+                (
+                    model,
+                    strategy,
+                    attack,
+                    ratio,
+                    trigger,
+                    position,
+                    seed,
+                    preset,
+                    behaviours,
+                    behaviours_skip,
+                    behaviours_contrast,
+                    behaviours_refusal,
+                    skip_bad_rows,
+                ),
+                strict=True,
+            )
+        ),
+        "training": training.model_dump(mode="json"),
+        "selection": selection.model_dump(mode="json"),
+        "access": access.model_dump(mode="json"),
+    }
+    with one_writer(out, "poison", settings) as claim:  # held until manifest.json is written
+        # data.jsonl without manifest.json (written last) is a poison run killed in between, if the lock file
+        # says poison wrote here: rerunning finishes it. A lone data.jsonl of the user's is never replaced unasked.
+        previous = claim.previous or {}
+        unfinished = existing_results(out) == ["data.jsonl"] and previous.get("command") == "poison"
+        claim_output_folder(out, overwrite or unfinished)
+        dataset = _load(data, skip_bad_rows, sft=rows is not None)
+        result = poison_dataset(
+            dataset,
+            strategy,
+            attack,
+            ratio,
+            trigger,
+            position,
+            seed,
+            model,
+            training,
+            selection=selection,
+            access=access,
+            behaviours=rows,
+        )
+        write_poisoned(result, out, data if Path(data).exists() else None)
     m = result.manifest
     console.print(f"poisoned [bold]{m['n_poisoned']}[/] of {m['n_rows']} pairs ({strategy}, {attack}) -> {out}")
     if m["n_poisoned"] < m["n_requested"]:

@@ -155,3 +155,28 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     return Path(xdg) / "poisonlab"
+
+
+# What the environment can do to a write, in words a user can act on.
+_ENVIRONMENT = {
+    "EROFS": "the file system is read-only",
+    "ENOSPC": "the disk is full",
+    "EDQUOT": "the disk quota is used up",
+    "EACCES": "permission denied",
+    "EPERM": "not permitted",
+    "EIO": "input/output error",
+}
+
+
+def environment_error(exc: OSError, path: str | Path | None = None) -> Exception:
+    """An InputError naming the file and what the environment refused (read-only, full disk, ...), for the
+    OSErrors a user can fix; any other OSError as it was."""
+    import errno
+
+    from poisonlab.errors import InputError
+
+    name = errno.errorcode.get(exc.errno or -1, "")
+    if name not in _ENVIRONMENT:
+        return exc
+    where = exc.filename or path
+    return InputError(f"{_ENVIRONMENT[name]} ({exc.strerror or name})", path=where)

@@ -598,12 +598,30 @@ def run_experiment(
     The data is loaded and split, and the folder claimed (``claim_results_folder``; ``overwrite`` replaces
     another study's results), before anything is written.
     """
-    from poisonlab.experiments.executors import LocalExecutor
-    from poisonlab.experiments.plan import build_plan
     from poisonlab.models.loading import check_model_name
 
     check_model_name(config.model)  # a config built in Python skips no check the YAML loader makes
+    from poisonlab.writers import one_writer
+
     train, heldout, dataset = split_data(config)
+    settings = json.loads(json.dumps(config.model_dump(exclude={"out"}), default=str))
+    with one_writer(results_folder(config), "run", settings, field="out"):  # held until the report is written
+        return _run_experiment(config, train, heldout, dataset, progress, on_result, executor, overwrite)
+
+
+def _run_experiment(
+    config: ExperimentConfig,
+    train: PreferenceDataset,
+    heldout: PreferenceDataset,
+    dataset: PreferenceDataset,
+    progress: bool,
+    on_result: Any,
+    executor: Any,
+    overwrite: bool,
+) -> list[RunResult]:
+    from poisonlab.experiments.executors import LocalExecutor
+    from poisonlab.experiments.plan import build_plan
+
     out = claim_results_folder(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     inside(out, out / "runs")
