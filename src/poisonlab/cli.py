@@ -82,6 +82,10 @@ def user_errors(command: Any) -> Any:
         except InputError as exc:
             errors.print(f"[bold red]poisonlab: error:[/] {exc.describe()}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except RecursionError:  # a reader not yet bounded (poisonlab.bounded) met a deeply nested file
+            message = "refused: an input is nested too deeply to read (a JSON or YAML file, or a --set value)"
+            errors.print(f"[bold red]poisonlab: error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except OSError as exc:  # the environment's refusals (read-only folder, full disk): the user's to fix
             from poisonlab.io import environment_error
 
@@ -779,9 +783,11 @@ def study_kind(config: Path) -> str:
     """
     import yaml
 
+    from poisonlab.bounded import load_yaml
+
     try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = load_yaml(config.read_text(encoding="utf-8"), config)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, InputError):
         return "grid"
     if not isinstance(data, dict):
         return "grid"

@@ -16,11 +16,11 @@ them: someone who edits both can make them agree, so hand the record's own sha25
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poisonlab.bounded import json_value
 from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json, sha256_file
 
@@ -78,8 +78,8 @@ def record_checksums(folder: str | Path, exclude: tuple[str, ...] = ()) -> Path:
 def _recorded(record: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """(file name as recorded, expected sha256) pairs a record lists, and notes on hashes not checkable here."""
     try:
-        values: Any = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        values: Any = json_value(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or nested too deeply
         raise InputError(f"cannot read this record: {exc}", path=record) from None
     if not isinstance(values, dict):
         raise InputError("not a poisonlab record (expected a JSON object)", path=record)

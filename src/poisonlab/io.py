@@ -134,15 +134,18 @@ def inside(root: str | Path, path: str | Path, what: str = "study folder") -> Pa
 
 def json_lines(text: str, path: str | Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) of each non-empty line of a JSON-lines text; bad JSON names the line."""
+    from poisonlab.bounded import json_value
     from poisonlab.errors import InputError
 
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json_value(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
+        except ValueError as exc:  # nested too deeply
+            raise InputError(f"refused: {exc}", path=path, line=number) from None
 
 
 def cache_dir() -> Path:
