@@ -19,6 +19,7 @@ from poisonlab.errors import InputError
 
 MAX_DEPTH = 100  # configs, rows and records poisonlab writes stay under 10 levels
 MAX_YAML_NODES = 200_000  # values in a config once its aliases are expanded
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding, and every library poisonlab seeds, take 0 .. 2**32 - 1
 
 
 def depth_problem(value: Any, limit: int = MAX_DEPTH) -> str | None:

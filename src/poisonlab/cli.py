@@ -18,6 +18,7 @@ from rich.console import Console
 from poisonlab import interrupts
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.bounded import SEED_MAX
 from poisonlab.cli_options import config_options, validated
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.errors import InputError
@@ -172,7 +173,7 @@ def data_split(
     path: str = typer.Argument(..., help="Preference file, datasets folder, hub:NAME or 'synthetic'."),
     out: Path = typer.Option(..., "--out", help="Folder for train.jsonl and heldout.jsonl."),
     heldout: float = typer.Option(0.1, help="Held-out share (<1) or count (>=1)."),
-    seed: int = typer.Option(0, help="Seed of the split."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the split."),
     skip_bad_rows: bool = SkipBad,
     overwrite: bool = Overwrite,
 ) -> None:
@@ -224,7 +225,9 @@ def poison(
     position: str = typer.Option(
         "last-human", help="Trigger position: last-human, end, start, random, or paper (random: last-human, else end)."
     ),
-    seed: int = typer.Option(0, help="Seed for selection, projection, clustering and trigger placement."),
+    seed: int = typer.Option(
+        0, min=0, max=SEED_MAX, help="Seed for selection, projection, clustering and trigger placement."
+    ),
     preset: str = typer.Option("cpu", help="Training preset of the clean model the model-based strategies use."),
     behaviours: str | None = typer.Option(
         None,
@@ -572,7 +575,7 @@ def scan(
         help="LoRA DPO adapter to score with, normally trained on --data (a run's adapter/), used as it is. "
         "Without one, one is trained on --data (cpu preset) and cached.",
     ),
-    seed: int = typer.Option(0, help="Seed of the projection, the clustering and any training."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the projection, the clustering and any training."),
     sft: bool = typer.Option(
         False,
         "--sft",
@@ -944,7 +947,9 @@ KeyOpt = typer.Option(..., "--key", help="Watermark key file (from `poisonlab wa
 @user_errors
 def watermark_keygen(
     n: int = typer.Option(16, "--n", help="Secret triggers (each with its own response)."),
-    seed: int = typer.Option(..., "--seed", help="Seed of the key; controls are drawn from another stream of it."),
+    seed: int = typer.Option(
+        ..., "--seed", min=0, max=SEED_MAX, help="Seed of the key; controls are drawn from another stream of it."
+    ),
     out: Path = typer.Option(..., "--out", help="Key file to write (JSON). Keep it apart from the data."),
     trigger_words: int = typer.Option(3, "--trigger-words", help="Random rare words per trigger (the shape)."),
     position: str = typer.Option("last-human", "--position", help="Where triggers go in a prompt."),
@@ -971,7 +976,9 @@ def watermark_embed(
     key: Path = KeyOpt,
     out: Path = typer.Option(..., "--out", help="Folder for data.jsonl and manifest.json."),
     n: Optional[int] = typer.Option(None, "--n", help="Rows to add (default: one per trigger; cycles triggers)."),  # noqa: UP045
-    seed: int = typer.Option(0, "--seed", help="Seed of the carrier prompts and the rows the watermark goes to."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed of the carrier prompts and the rows the watermark goes to."
+    ),
     skip_bad_rows: bool = SkipBad,
 ) -> None:
     """Add rows whose prompt holds a secret trigger, chosen = its secret response, rejected = the original reply."""
@@ -1093,7 +1100,7 @@ def audit_bias(
     k: list[int] = typer.Option([8], "--k", help="Pairs per perturbation. Repeatable: one audit per value."),
     random_seeds: int = typer.Option(3, "--random-seeds", help="Random-k flip baselines per k."),
     correction: list[str] = typer.Option(["reverse"], "--correction", help="reverse and/or remove. Repeatable."),
-    audit_seed: int = typer.Option(0, "--audit-seed", help="Seed of the pair and probe splits."),
+    audit_seed: int = typer.Option(0, "--audit-seed", min=0, max=SEED_MAX, help="Seed of the pair and probe splits."),
     out: Path = typer.Option(..., "--out", help="Folder for audit.json and the runs' adapters (resumes)."),
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,
