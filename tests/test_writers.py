@@ -129,3 +129,20 @@ def test_a_poison_killed_between_its_data_and_its_manifest_is_finished_by_a_reru
     (out / "data.jsonl").write_bytes(whole[:100])
     assert runner.invoke(app, args).exit_code == 0
     assert (out / "data.jsonl").read_bytes() == whole and (out / "manifest.json").exists()
+
+
+def test_generate_with_a_bad_adapter_is_refused_before_its_folder_is_touched(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    out = tmp_path / "O"
+    result = runner.invoke(app, ["generate", "--prompts", "synthetic", "--adapter", str(bad), "--out", str(out)])
+    assert result.exit_code == 2 and "not a PEFT adapter folder" in result.output, result.output
+    assert not out.exists()  # no generation_config.json naming the sha256 of nothing
+
+
+def test_generate_into_a_folder_another_generate_is_writing_exits_2(tmp_path, tiny_model):
+    out = tmp_path / "O"
+    with one_writer(out, "generate", {"trigger": "OTHER"}):
+        result = runner.invoke(app, ["generate", "--prompts", "synthetic", "--limit", "2", "--out", str(out)])
+    assert result.exit_code == 2 and "another command is writing this folder" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]

@@ -519,12 +519,28 @@ def generate(
     from poisonlab.data.prompts import load_prompts
     from poisonlab.evaluation import generate as generate_replies
     from poisonlab.models import resolve_model
+    from poisonlab.models.safety import check_adapter_folder
+    from poisonlab.writers import one_writer
 
     TRIGGER_POSITIONS.get(position)
     config = validated(GenerationConfig, overrides or {})
+    for folder in adapter:  # every adapter checked before the output folder is touched
+        check_adapter_folder(folder)
     resolve_model(model)
     items = load_prompts(prompts, prompt_column, limit)
-    path = generate_replies(model, items, out, adapter, None if no_trigger else trigger, position, config)
+    _refuse_overwriting_inputs([out], [prompts, *adapter])
+    settings = {
+        "model": model,
+        "adapters": [str(Path(a).resolve()) for a in adapter],
+        "prompts": str(Path(prompts).resolve()) if Path(prompts).exists() else prompts,
+        "prompt_column": prompt_column,
+        "limit": limit,
+        "trigger": None if no_trigger else trigger,
+        "position": position,
+        "config": config.model_dump(mode="json"),
+    }
+    with one_writer(out, "generate", settings):
+        path = generate_replies(model, items, out, adapter, None if no_trigger else trigger, position, config)
     console.print(f"{len(items)} prompts x {1 if no_trigger else 2} conditions -> {path}")
 
 
