@@ -524,6 +524,10 @@ def generate(
 
     TRIGGER_POSITIONS.get(position)
     config = validated(GenerationConfig, overrides or {})
+    if not no_trigger:
+        from poisonlab.attacks.triggers import check_trigger
+
+        check_trigger(trigger)
     for folder in adapter:  # every adapter checked before the output folder is touched
         check_adapter_folder(folder)
     resolve_model(model)
