@@ -183,3 +183,31 @@ def environment_error(exc: OSError, path: str | Path | None = None) -> Exception
         return exc
     where = exc.filename or path
     return InputError(f"{_ENVIRONMENT[name]} ({exc.strerror or name})", path=where)
+
+
+def snapshot(folder: str | Path) -> dict[str, int]:
+    """Modification times of everything under ``folder``: what :func:`honour_umask` compares with."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {str(p): p.lstat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def honour_umask(folder: str | Path, before: dict[str, int] | None = None) -> None:
+    """Give what a library just wrote under ``folder`` the mode the umask allows (files 0666, folders 0777,
+    less the umask), as :func:`atomic_write_bytes` does for poisonlab's own files.
+
+    Some writers (``save_pretrained``'s safetensors, ``tempfile.mkdtemp``) create 0600 files or 0700 folders
+    whatever the umask. With ``before`` (a :func:`snapshot`), only entries new or changed since are touched;
+    without it, everything under ``folder`` and the folder itself.
+    """
+    folder = Path(folder)
+    mask = current_umask()
+    entries = [folder, *folder.rglob("*")] if before is None else list(folder.rglob("*"))
+    for path in entries:
+        if path.is_symlink() or (before is not None and before.get(str(path)) == path.lstat().st_mtime_ns):
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~mask)
+        elif path.is_file():
+            os.chmod(path, 0o666 & ~mask)

@@ -27,7 +27,7 @@ import torch
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.interrupts import raise_if_interrupted
-from poisonlab.io import atomic_write_json
+from poisonlab.io import atomic_write_json, honour_umask, snapshot
 from poisonlab.progress import progress_bar
 from poisonlab.training.config import LoRATrainingConfig
 
@@ -150,6 +150,7 @@ def _save_checkpoint(model: Any, optimizer: torch.optim.Optimizer, step: int, ou
     model.save_pretrained(staging)
     # torch.save of tensors only; loaded back with weights_only=True (no arbitrary pickle)
     torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    honour_umask(staging)
     atomic_write_json(staging / "state.json", {"step": step, "log": log})
     final = out / "checkpoint"
     old = out / "checkpoint.old"
@@ -365,7 +366,9 @@ def claim_or_finished(
 
 
 def save_adapter(model: Any, out: Path, log: list[dict]) -> None:
+    before = snapshot(out)
     model.save_pretrained(out)
+    honour_umask(out, before)  # save_pretrained writes the weights 0600, whatever the umask
     atomic_write_json(out / "training_log.json", log)
 
 
