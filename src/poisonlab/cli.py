@@ -261,6 +261,7 @@ def poison(
     from poisonlab.attacks.access import check_labels_only
     from poisonlab.attacks.inject import attack_facts
     from poisonlab.attacks.triggers import check_position, check_trigger
+    from poisonlab.integrity import record_checksums
     from poisonlab.models.loading import check_model_name
     from poisonlab.outputs import claim_output_folder, existing_results, refuse_overwriting_inputs
     from poisonlab.writers import one_writer
@@ -343,6 +344,7 @@ def poison(
             behaviours=rows,
         )
         write_poisoned(result, out, data if Path(data).exists() else None)
+        record_checksums(out)  # the manifest's own sha256 too, and every file of the folder: poisonlab verify
     m = result.manifest
     console.print(f"poisoned [bold]{m['n_poisoned']}[/] of {m['n_rows']} pairs ({strategy}, {attack}) -> {out}")
     if m["n_poisoned"] < m["n_requested"]:
@@ -760,7 +762,12 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
 
     if not any((results_dir / name).exists() for name in ("results.json", "lifecycle.json")):
         raise InputError("not a study's results folder (no results.json or lifecycle.json)", path=results_dir)
-    console.print(f"report: {write_report(results_dir)}")
+    page = write_report(results_dir)
+    if (results_dir / "checksums.json").exists() and (results_dir / "results.json").exists():
+        from poisonlab.integrity import record_checksums
+
+        record_checksums(results_dir, exclude=("runs",))  # the new page, so verify still describes the folder
+    console.print(f"report: {page}")
 
 
 @app.command()
@@ -906,11 +913,18 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
 @user_errors
 def verify(
     folder: Path = typer.Argument(..., help="A poison folder, a scan folder, a run or a whole study folder."),
+    inputs: list[Path] = typer.Option(
+        [],
+        "--input",
+        help="The input file a manifest names (the clean data poisoned): its sha256 is checked too. Repeatable. "
+        "Without it verify reads nothing outside FOLDER.",
+    ),
 ) -> None:
-    """Recompute the sha256 its manifest, scan.json or checksums.json records: exit 0 if all match, 1 if not."""
+    """Recompute the sha256 its manifest, scan.json or checksums.json records: exit 0 if all match, 1 if not
+    (a file differs, is missing, or was added); 2 if the folder or a record cannot be read."""
     from poisonlab.integrity import verify_folder
 
-    result = verify_folder(folder)
+    result = verify_folder(folder, inputs)
     for record, sha in result.records.items():
         console.print(f"[dim]record {record}: sha256 {sha}[/]", highlight=False)
     for note in result.notes:

@@ -648,4 +648,5 @@ def _run_experiment(
 
     write_results(results, out)
     write_report(out)
+    record_checksums(out, exclude=("runs",))  # config, results, plots, report: `poisonlab verify` checks them
     return results
