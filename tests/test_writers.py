@@ -116,6 +116,9 @@ def test_a_lone_data_file_of_the_users_is_never_replaced_without_overwrite(tmp_p
     result = runner.invoke(app, ["poison", "--data", str(other), "--out", str(mine), "--ratio", "0.1"])
     assert result.exit_code == 2 and "already holds results (data.jsonl)" in result.output, result.output
     assert (mine / "data.jsonl").read_text() == "my unrelated file\n"
+    twice = runner.invoke(app, ["poison", "--data", str(other), "--out", str(mine), "--ratio", "0.1"])
+    assert twice.exit_code == 2, twice.output  # the refused poison's lock record does not make the file "its own"
+    assert (mine / "data.jsonl").read_text() == "my unrelated file\n"
     again = runner.invoke(app, ["poison", "--data", str(other), "--out", str(mine), "--ratio", "0.1", "--overwrite"])
     assert again.exit_code == 0 and (mine / "manifest.json").exists()
 
@@ -125,8 +128,10 @@ def test_a_poison_killed_between_its_data_and_its_manifest_is_finished_by_a_reru
     args = ["poison", "--data", str(data), "--out", str(out), "--ratio", "0.1"]
     assert runner.invoke(app, args).exit_code == 0
     whole = (out / "data.jsonl").read_bytes()
-    (out / "manifest.json").unlink()  # as a kill between the two writes leaves it; the lock file says poison wrote
-    (out / "data.jsonl").write_bytes(whole[:100])
+    (out / "manifest.json").unlink()  # as a kill between the two writes leaves it: the lock file says poison
+    (out / "data.jsonl").write_bytes(whole[:100])  # was still writing
+    record = json.loads((out / LOCK_NAME).read_text())
+    (out / LOCK_NAME).write_text(json.dumps({**record, "state": "writing"}))
     assert runner.invoke(app, args).exit_code == 0
     assert (out / "data.jsonl").read_bytes() == whole and (out / "manifest.json").exists()
 

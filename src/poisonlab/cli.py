@@ -324,9 +324,11 @@ def poison(
     }
     with one_writer(out, "poison", settings) as claim:  # held until manifest.json is written
         # data.jsonl without manifest.json (written last) is a poison run killed in between, if the lock file
-        # says poison wrote here: rerunning finishes it. A lone data.jsonl of the user's is never replaced unasked.
+        # says a poison was still writing here (killed: it never said done or stopped): rerunning finishes it.
+        # A lone data.jsonl of the user's is never replaced unasked, even after a poison was refused here.
         previous = claim.previous or {}
-        unfinished = existing_results(out) == ["data.jsonl"] and previous.get("command") == "poison"
+        killed = previous.get("command") == "poison" and previous.get("state") == "writing"
+        unfinished = existing_results(out) == ["data.jsonl"] and killed
         claim_output_folder(out, overwrite or unfinished)
         dataset = _load(data, skip_bad_rows, sft=rows is not None)
         result = poison_dataset(
