@@ -151,3 +151,19 @@ def test_generate_into_a_folder_another_generate_is_writing_exits_2(tmp_path, ti
         result = runner.invoke(app, ["generate", "--prompts", "synthetic", "--limit", "2", "--out", str(out)])
     assert result.exit_code == 2 and "another command is writing this folder" in result.output, result.output
     assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+def test_a_lifecycle_study_into_a_folder_another_study_is_writing_exits_2(tmp_path):
+    out = tmp_path / "L"
+    with one_writer(out, "run", {"name": "another study"}):
+        result = runner.invoke(app, ["run", "configs/lifecycle-hh-smollm2.yaml", "--out", str(out)])
+    assert result.exit_code == 2 and "another command is writing this folder" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+def test_a_probe_study_into_a_folder_another_study_is_writing_exits_2(tmp_path):
+    out = tmp_path / "P"
+    with one_writer(out, "run", {"name": "another study"}):
+        result = runner.invoke(app, ["run", "configs/probes-tiny.yaml", "--out", str(out)])
+    assert result.exit_code == 2 and "another command is writing this folder" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
