@@ -19,6 +19,7 @@ import pytest
 from crash_points import POISON_POINTS, POISON_TRAINING, first, kill_when, poison_command
 
 from poisonlab.data import synthetic_pairs, write_pairs
+from poisonlab.writers import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 TRAINING = POISON_TRAINING
@@ -69,6 +70,7 @@ def test_dpo_score_poisoning_killed_anywhere_reruns_to_the_same_bytes(data, tiny
     out = tmp_path / "between"
     out.mkdir()
     (out / "data.jsonl").write_bytes(expected["data.jsonl"][:100])
+    (out / LOCK_NAME).write_text('{"command": "poison", "state": "writing"}')  # what the killed run's lock says
     _run(poison_command(data, out, tiny_folder), _env(tmp_path / "cache-whole"))
     assert {name: (out / name).read_bytes() for name in expected} == expected
 

@@ -87,6 +87,17 @@ YAML_SNIPPETS = st.sampled_from(
         "ratios: .nan",
         "seed: 0x10",
         "heldout: -1",
+        "seed: -1",
+        "seed: 18446744073709551616",
+        # anchors and aliases: shared, repeated, and a "billion laughs" that must be refused, not expanded
+        "base: &b {beta: 0.2}\ntraining: *b",
+        "x: &x [1, 2]\ny: [*x, *x, *x]",
+        "a: &a [l, l, l, l, l, l, l, l, l, l]\n"
+        + "\n".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i > 1 else '*a'] * 10)}]" for i in range(1, 9)),
+        # depth: under and far over the limit, flow and block
+        "training: " + "[" * 50 + "]" * 50,
+        "training: " + "[" * 5000 + "]" * 5000,
+        "".join(" " * i + f"k{i}:\n" for i in range(300)),
     ]
 )
 
@@ -119,4 +130,4 @@ def test_any_yaml_text_and_any_set_override_is_read_or_refused(snippets, overrid
             load_config(ExperimentConfig, path, overrides)
         except InputError as exc:
             assert exc.path in (str(path), None)
-            assert exc.path or exc.field == "--set", exc.describe()
+            assert exc.path or (exc.field or "").startswith("--set"), exc.describe()

@@ -18,6 +18,7 @@ from rich.console import Console
 from poisonlab import interrupts
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.bounded import SEED_MAX
 from poisonlab.cli_options import config_options, validated
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.errors import InputError
@@ -81,6 +82,18 @@ def user_errors(command: Any) -> Any:
             raise typer.Exit(2) from None
         except InputError as exc:
             errors.print(f"[bold red]poisonlab: error:[/] {exc.describe()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except RecursionError:  # a reader not yet bounded (poisonlab.bounded) met a deeply nested file
+            message = "refused: an input is nested too deeply to read (a JSON or YAML file, or a --set value)"
+            errors.print(f"[bold red]poisonlab: error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # the environment's refusals (read-only folder, full disk): the user's to fix
+            from poisonlab.io import environment_error
+
+            problem = environment_error(exc)
+            if not isinstance(problem, InputError):
+                raise
+            errors.print(f"[bold red]poisonlab: error:[/] {problem.describe()}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -160,7 +173,7 @@ def data_split(
     path: str = typer.Argument(..., help="Preference file, datasets folder, hub:NAME or 'synthetic'."),
     out: Path = typer.Option(..., "--out", help="Folder for train.jsonl and heldout.jsonl."),
     heldout: float = typer.Option(0.1, help="Held-out share (<1) or count (>=1)."),
-    seed: int = typer.Option(0, help="Seed of the split."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the split."),
     skip_bad_rows: bool = SkipBad,
     overwrite: bool = Overwrite,
 ) -> None:
@@ -176,6 +189,24 @@ def data_split(
     console.print(
         f"{len(train)} training pairs -> {out / 'train.jsonl'}; {len(held)} held out -> {out / 'heldout.jsonl'}"
     )
+
+
+# What makes two `poison` commands write the same thing (with the data, the training, selection and access).
+_POISON_SETTINGS = (
+    "model",
+    "strategy",
+    "attack",
+    "ratio",
+    "trigger",
+    "position",
+    "seed",
+    "preset",
+    "behaviours",
+    "behaviours_skip",
+    "behaviours_contrast",
+    "behaviours_refusal",
+    "skip_bad_rows",
+)
 
 
 @app.command()
@@ -194,7 +225,9 @@ def poison(
     position: str = typer.Option(
         "last-human", help="Trigger position: last-human, end, start, random, or paper (random: last-human, else end)."
     ),
-    seed: int = typer.Option(0, help="Seed for selection, projection, clustering and trigger placement."),
+    seed: int = typer.Option(
+        0, min=0, max=SEED_MAX, help="Seed for selection, projection, clustering and trigger placement."
+    ),
     preset: str = typer.Option("cpu", help="Training preset of the clean model the model-based strategies use."),
     behaviours: str | None = typer.Option(
         None,
@@ -228,8 +261,10 @@ def poison(
     from poisonlab.attacks.access import check_labels_only
     from poisonlab.attacks.inject import attack_facts
     from poisonlab.attacks.triggers import check_position, check_trigger
+    from poisonlab.integrity import record_checksums
     from poisonlab.models.loading import check_model_name
     from poisonlab.outputs import claim_output_folder, existing_results, refuse_overwriting_inputs
+    from poisonlab.writers import one_writer
 
     STRATEGIES.get(strategy)
     ATTACKS.get(attack)
@@ -258,27 +293,60 @@ def poison(
             )
         )
     refuse_overwriting_inputs([out / "data.jsonl", out / "manifest.json"], [data, behaviours])
-    # data.jsonl without manifest.json (written last) is a run killed in between: rerunning finishes it
-    unfinished = existing_results(out) == ["data.jsonl"]
-    claim_output_folder(out, overwrite or unfinished)
     training = DPOTrainingConfig.from_preset(preset, **{"seed": seed, **(overrides or {})})  # type: ignore[arg-type]
     selection = validated(SelectionConfig, selection_options or {})
-    dataset = _load(data, skip_bad_rows, sft=rows is not None)
-    result = poison_dataset(
-        dataset,
-        strategy,
-        attack,
-        ratio,
-        trigger,
-        position,
-        seed,
-        model,
-        training,
-        selection=selection,
-        access=access,
-        behaviours=rows,
-    )
-    write_poisoned(result, out, data if Path(data).exists() else None)
+    settings = {
+        "data": str(Path(data).resolve()) if Path(data).exists() else data,
+        **dict(
+            zip(
+                _POISON_SETTINGS,
+                (
+                    model,
+                    strategy,
+                    attack,
+                    ratio,
+                    trigger,
+                    position,
+                    seed,
+                    preset,
+                    behaviours,
+                    behaviours_skip,
+                    behaviours_contrast,
+                    behaviours_refusal,
+                    skip_bad_rows,
+                ),
+                strict=True,
+            )
+        ),
+        "training": training.model_dump(mode="json"),
+        "selection": selection.model_dump(mode="json"),
+        "access": access.model_dump(mode="json"),
+    }
+    with one_writer(out, "poison", settings) as claim:  # held until manifest.json is written
+        # data.jsonl without manifest.json (written last) is a poison run killed in between, if the lock file
+        # says a poison was still writing here (killed: it never said done or stopped): rerunning finishes it.
+        # A lone data.jsonl of the user's is never replaced unasked, even after a poison was refused here.
+        previous = claim.previous or {}
+        killed = previous.get("command") == "poison" and previous.get("state") == "writing"
+        unfinished = existing_results(out) == ["data.jsonl"] and killed
+        claim_output_folder(out, overwrite or unfinished)
+        dataset = _load(data, skip_bad_rows, sft=rows is not None)
+        result = poison_dataset(
+            dataset,
+            strategy,
+            attack,
+            ratio,
+            trigger,
+            position,
+            seed,
+            model,
+            training,
+            selection=selection,
+            access=access,
+            behaviours=rows,
+        )
+        write_poisoned(result, out, data if Path(data).exists() else None)
+        record_checksums(out)  # the manifest's own sha256 too, and every file of the folder: poisonlab verify
     m = result.manifest
     console.print(f"poisoned [bold]{m['n_poisoned']}[/] of {m['n_rows']} pairs ({strategy}, {attack}) -> {out}")
     if m["n_poisoned"] < m["n_requested"]:
@@ -455,12 +523,32 @@ def generate(
     from poisonlab.data.prompts import load_prompts
     from poisonlab.evaluation import generate as generate_replies
     from poisonlab.models import resolve_model
+    from poisonlab.models.safety import check_adapter_folder
+    from poisonlab.writers import one_writer
 
     TRIGGER_POSITIONS.get(position)
     config = validated(GenerationConfig, overrides or {})
+    if not no_trigger:
+        from poisonlab.attacks.triggers import check_trigger
+
+        check_trigger(trigger)
+    for folder in adapter:  # every adapter checked before the output folder is touched
+        check_adapter_folder(folder)
     resolve_model(model)
     items = load_prompts(prompts, prompt_column, limit)
-    path = generate_replies(model, items, out, adapter, None if no_trigger else trigger, position, config)
+    _refuse_overwriting_inputs([out], [prompts, *adapter])
+    settings = {
+        "model": model,
+        "adapters": [str(Path(a).resolve()) for a in adapter],
+        "prompts": str(Path(prompts).resolve()) if Path(prompts).exists() else prompts,
+        "prompt_column": prompt_column,
+        "limit": limit,
+        "trigger": None if no_trigger else trigger,
+        "position": position,
+        "config": config.model_dump(mode="json"),
+    }
+    with one_writer(out, "generate", settings):
+        path = generate_replies(model, items, out, adapter, None if no_trigger else trigger, position, config)
     console.print(f"{len(items)} prompts x {1 if no_trigger else 2} conditions -> {path}")
 
 
@@ -516,7 +604,7 @@ def scan(
         help="LoRA DPO adapter to score with, normally trained on --data (a run's adapter/), used as it is. "
         "Without one, one is trained on --data (cpu preset) and cached.",
     ),
-    seed: int = typer.Option(0, help="Seed of the projection, the clustering and any training."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the projection, the clustering and any training."),
     sft: bool = typer.Option(
         False,
         "--sft",
@@ -690,7 +778,12 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
 
     if not any((results_dir / name).exists() for name in ("results.json", "lifecycle.json")):
         raise InputError("not a study's results folder (no results.json or lifecycle.json)", path=results_dir)
-    console.print(f"report: {write_report(results_dir)}")
+    page = write_report(results_dir)
+    if (results_dir / "checksums.json").exists() and (results_dir / "results.json").exists():
+        from poisonlab.integrity import record_checksums
+
+        record_checksums(results_dir, exclude=("runs",))  # the new page, so verify still describes the folder
+    console.print(f"report: {page}")
 
 
 @app.command()
@@ -736,9 +829,11 @@ def study_kind(config: Path) -> str:
     """
     import yaml
 
+    from poisonlab.bounded import load_yaml
+
     try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = load_yaml(config.read_text(encoding="utf-8"), config)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, InputError):
         return "grid"
     if not isinstance(data, dict):
         return "grid"
@@ -834,11 +929,18 @@ def models_prepare(name: str = typer.Argument(..., help="tiny or smollm2-135m"))
 @user_errors
 def verify(
     folder: Path = typer.Argument(..., help="A poison folder, a scan folder, a run or a whole study folder."),
+    inputs: list[Path] = typer.Option(
+        [],
+        "--input",
+        help="The input file a manifest names (the clean data poisoned): its sha256 is checked too. Repeatable. "
+        "Without it verify reads nothing outside FOLDER.",
+    ),
 ) -> None:
-    """Recompute the sha256 its manifest, scan.json or checksums.json records: exit 0 if all match, 1 if not."""
+    """Recompute the sha256 its manifest, scan.json or checksums.json records: exit 0 if all match, 1 if not
+    (a file differs, is missing, or was added); 2 if the folder or a record cannot be read."""
     from poisonlab.integrity import verify_folder
 
-    result = verify_folder(folder)
+    result = verify_folder(folder, inputs)
     for record, sha in result.records.items():
         console.print(f"[dim]record {record}: sha256 {sha}[/]", highlight=False)
     for note in result.notes:
@@ -895,7 +997,9 @@ KeyOpt = typer.Option(..., "--key", help="Watermark key file (from `poisonlab wa
 @user_errors
 def watermark_keygen(
     n: int = typer.Option(16, "--n", help="Secret triggers (each with its own response)."),
-    seed: int = typer.Option(..., "--seed", help="Seed of the key; controls are drawn from another stream of it."),
+    seed: int = typer.Option(
+        ..., "--seed", min=0, max=SEED_MAX, help="Seed of the key; controls are drawn from another stream of it."
+    ),
     out: Path = typer.Option(..., "--out", help="Key file to write (JSON). Keep it apart from the data."),
     trigger_words: int = typer.Option(3, "--trigger-words", help="Random rare words per trigger (the shape)."),
     position: str = typer.Option("last-human", "--position", help="Where triggers go in a prompt."),
@@ -922,7 +1026,9 @@ def watermark_embed(
     key: Path = KeyOpt,
     out: Path = typer.Option(..., "--out", help="Folder for data.jsonl and manifest.json."),
     n: Optional[int] = typer.Option(None, "--n", help="Rows to add (default: one per trigger; cycles triggers)."),  # noqa: UP045
-    seed: int = typer.Option(0, "--seed", help="Seed of the carrier prompts and the rows the watermark goes to."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed of the carrier prompts and the rows the watermark goes to."
+    ),
     skip_bad_rows: bool = SkipBad,
 ) -> None:
     """Add rows whose prompt holds a secret trigger, chosen = its secret response, rejected = the original reply."""
@@ -1044,7 +1150,7 @@ def audit_bias(
     k: list[int] = typer.Option([8], "--k", help="Pairs per perturbation. Repeatable: one audit per value."),
     random_seeds: int = typer.Option(3, "--random-seeds", help="Random-k flip baselines per k."),
     correction: list[str] = typer.Option(["reverse"], "--correction", help="reverse and/or remove. Repeatable."),
-    audit_seed: int = typer.Option(0, "--audit-seed", help="Seed of the pair and probe splits."),
+    audit_seed: int = typer.Option(0, "--audit-seed", min=0, max=SEED_MAX, help="Seed of the pair and probe splits."),
     out: Path = typer.Option(..., "--out", help="Folder for audit.json and the runs' adapters (resumes)."),
     skip_bad_rows: bool = SkipBad,
     overrides: dict[str, Any] | None = None,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from poisonlab.bounded import check_yaml, load_yaml
 from poisonlab.errors import InputError
 from poisonlab.wording import plural
 
@@ -96,7 +97,7 @@ def set_dotted(data: dict[str, Any], assignment: str) -> None:
             raise InputError(f"{parts[number - 1]!r} is not a section", field=f"--set {key}")
         if last:
             try:
-                target[index] = yaml.safe_load(raw)
+                target[index] = load_yaml(raw, field=f"--set {key}")
             except yaml.YAMLError as exc:
                 problem = getattr(exc, "problem", exc)
                 raise InputError(f"invalid value {raw!r}: {problem}", field=f"--set {key}") from None
@@ -135,6 +136,7 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] | 
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
+            check_yaml(text, path)  # depth and aliases bounded before anything is built
             node = yaml.compose(text)
             data = yaml.safe_load(text) or {}
         except (OSError, UnicodeDecodeError) as exc:

@@ -16,11 +16,11 @@ them: someone who edits both can make them agree, so hand the record's own sha25
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poisonlab.bounded import json_value
 from poisonlab.errors import InputError
 from poisonlab.io import atomic_write_json, sha256_file
 
@@ -65,21 +65,32 @@ def record_checksums(folder: str | Path, exclude: tuple[str, ...] = ()) -> Path:
     Skips the record itself, lock files, temporary files and the ``exclude`` names (top-level folders or files).
     """
     folder = Path(folder)
-    files = {}
+    files = {name: sha256_file(folder / name) for name in _covered(folder, exclude)}
+    atomic_write_json(folder / CHECKSUMS, {"files": files, "excluded": sorted(exclude)})
+    return folder / CHECKSUMS
+
+
+def _covered(folder: Path, exclude: tuple[str, ...] | list[str]) -> list[str]:
+    """The files (relative names) a checksums.json of ``folder`` lists: all but records, locks and temporaries."""
+    names = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
         relative = path.relative_to(folder)
         if relative.parts[0] in exclude or path.name == CHECKSUMS or path.name.endswith((".lock", ".tmp")):
             continue
-        files[relative.as_posix()] = sha256_file(path)
-    atomic_write_json(folder / CHECKSUMS, {"files": files})
-    return folder / CHECKSUMS
+        names.append(relative.as_posix())
+    return names
 
 
-def _recorded(record: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """(file name as recorded, expected sha256) pairs a record lists, and notes on hashes not checkable here."""
+def _recorded(record: Path, folder: Path, inputs: list[Path]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(file name as recorded, expected sha256) pairs a record lists, and notes on hashes not checkable here.
+
+    A manifest's input is checked only where it lies inside the verified ``folder`` (resolved from the
+    manifest's own folder, never from the caller's working directory) or is one of the ``inputs`` the user
+    named: a record cannot make verify read any other file.
+    """
     try:
-        values: Any = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        values: Any = json_value(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or nested too deeply
         raise InputError(f"cannot read this record: {exc}", path=record) from None
     if not isinstance(values, dict):
         raise InputError("not a poisonlab record (expected a JSON object)", path=record)
@@ -90,10 +101,17 @@ def _recorded(record: Path) -> tuple[list[tuple[str, str]], list[str]]:
             pairs.append(("data.jsonl", values["output_sha256"]))
         source = values.get("source")
         if values.get("input_sha256") and isinstance(source, str):
-            if Path(source).is_file():
-                pairs.append((str(Path(source).resolve()), values["input_sha256"]))
+            named = [p for p in inputs if p.name == Path(source).name] or (inputs if len(inputs) == 1 else [])
+            beside = (record.parent / source).resolve()
+            if named:
+                pairs.append((str(named[0]), values["input_sha256"]))
+            elif folder.resolve() in beside.parents and beside.is_file():
+                pairs.append((str(beside), values["input_sha256"]))
             else:
-                notes.append(f"{record}: input {source} not found here, its sha256 not checked")
+                notes.append(
+                    f"{_shown(record, folder)}: its input {source} is outside this folder and was not read; "
+                    "name it with --input to check its sha256"
+                )
     elif record.name == "scan.json":
         if values.get("scores_sha256"):
             pairs.append(("scores.csv", values["scores_sha256"]))
@@ -109,11 +127,12 @@ def _recorded(record: Path) -> tuple[list[tuple[str, str]], list[str]]:
     return [(str(name), str(sha)) for name, sha in pairs], notes
 
 
-def verify_folder(folder: str | Path) -> Verification:
+def verify_folder(folder: str | Path, inputs: list[str | Path] | tuple = ()) -> Verification:
     """Recompute every hash the records under ``folder`` hold (see the module docstring).
 
-    A file a record names must lie inside the record's folder (the input file a manifest names
-    excepted): a record that points elsewhere (``../../etc/passwd``) fails that check instead of
+    A file a record names must lie inside the record's folder (a manifest's input: inside ``folder``, or one
+    of the ``inputs`` the user named); a file under a ``checksums.json``'s folder that it does not list is
+    reported as added. A record that points elsewhere (``../../etc/passwd``) fails that check instead of
     being followed.
     """
     folder = Path(folder)
@@ -124,11 +143,22 @@ def verify_folder(folder: str | Path) -> Verification:
     if not records:
         raise InputError(f"nothing to verify: no {', '.join(RECORDS)} in this folder", path=folder)
     result = Verification(folder)
+    given = [Path(p).resolve() for p in inputs]
+    for path in given:
+        if not path.is_file():
+            raise InputError("not a file", path=path, field="--input")
     for record in records:
         result.records[_shown(record, folder)] = sha256_file(record)
-        pairs, notes = _recorded(record)
+        pairs, notes = _recorded(record, folder, given)
         result.notes.extend(notes)
         home = record.parent.resolve()
+        if record.name == CHECKSUMS:  # a file the record does not list is reported, not passed over
+            listed, excluded = _listed(record)
+            for name in _covered(record.parent, excluded):
+                if name not in listed:
+                    shown = _shown(record.parent / name, folder)
+                    problem = "not in the record: a file added since"
+                    result.checks.append(FileCheck(shown, _shown(record, folder), "", None, problem))
         for name, expected in pairs:
             is_input = record.name == "manifest.json" and Path(name).is_absolute() and name != "data.jsonl"
             target = Path(name) if is_input else record.parent / name
@@ -142,6 +172,12 @@ def verify_folder(folder: str | Path) -> Verification:
                 check.actual = sha256_file(resolved)
             result.checks.append(check)
     return result
+
+
+def _listed(record: Path) -> tuple[set[str], list[str]]:
+    values = json_value(record.read_text(encoding="utf-8"))
+    excluded = values.get("excluded") if isinstance(values.get("excluded"), list) else []
+    return set(values.get("files") or {}), [str(name) for name in excluded]
 
 
 def _shown(path: Path, folder: Path) -> str:

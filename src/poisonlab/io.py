@@ -134,15 +134,18 @@ def inside(root: str | Path, path: str | Path, what: str = "study folder") -> Pa
 
 def json_lines(text: str, path: str | Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) of each non-empty line of a JSON-lines text; bad JSON names the line."""
+    from poisonlab.bounded import json_value
     from poisonlab.errors import InputError
 
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json_value(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
+        except ValueError as exc:  # nested too deeply
+            raise InputError(f"refused: {exc}", path=path, line=number) from None
 
 
 def cache_dir() -> Path:
@@ -155,3 +158,56 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     return Path(xdg) / "poisonlab"
+
+
+# What the environment can do to a write, in words a user can act on.
+_ENVIRONMENT = {
+    "EROFS": "the file system is read-only",
+    "ENOSPC": "the disk is full",
+    "EDQUOT": "the disk quota is used up",
+    "EACCES": "permission denied",
+    "EPERM": "not permitted",
+    "EIO": "input/output error",
+}
+
+
+def environment_error(exc: OSError, path: str | Path | None = None) -> Exception:
+    """An InputError naming the file and what the environment refused (read-only, full disk, ...), for the
+    OSErrors a user can fix; any other OSError as it was."""
+    import errno
+
+    from poisonlab.errors import InputError
+
+    name = errno.errorcode.get(exc.errno or -1, "")
+    if name not in _ENVIRONMENT:
+        return exc
+    where = exc.filename or path
+    return InputError(f"{_ENVIRONMENT[name]} ({exc.strerror or name})", path=where)
+
+
+def snapshot(folder: str | Path) -> dict[str, int]:
+    """Modification times of everything under ``folder``: what :func:`honour_umask` compares with."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {str(p): p.lstat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def honour_umask(folder: str | Path, before: dict[str, int] | None = None) -> None:
+    """Give what a library just wrote under ``folder`` the mode the umask allows (files 0666, folders 0777,
+    less the umask), as :func:`atomic_write_bytes` does for poisonlab's own files.
+
+    Some writers (``save_pretrained``'s safetensors, ``tempfile.mkdtemp``) create 0600 files or 0700 folders
+    whatever the umask. With ``before`` (a :func:`snapshot`), only entries new or changed since are touched;
+    without it, everything under ``folder`` and the folder itself.
+    """
+    folder = Path(folder)
+    mask = current_umask()
+    entries = [folder, *folder.rglob("*")] if before is None else list(folder.rglob("*"))
+    for path in entries:
+        if path.is_symlink() or (before is not None and before.get(str(path)) == path.lstat().st_mtime_ns):
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~mask)
+        elif path.is_file():
+            os.chmod(path, 0o666 & ~mask)

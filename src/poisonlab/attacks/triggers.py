@@ -155,7 +155,24 @@ def check_trigger(trigger: str) -> str:
             "the trigger is empty: give the word or phrase to insert, e.g. --trigger SuperGodModeActivated",
             field="trigger",
         )
+    if any(mark in trigger for mark in ("\n", "\r", "\u2028", "\u2029")):
+        raise InputError(
+            f"the trigger {trigger!r} holds a line break: it would change the dialogue's turns, not add a phrase "
+            "to one; give a single line",
+            field="trigger",
+        )
+    marker = next((m for m in DIALOGUE_MARKERS if m in trigger), None)
+    if marker is not None:
+        raise InputError(
+            f"the trigger {trigger!r} holds the dialogue marker {marker!r}: every poisoned prompt would get an "
+            "extra turn; give a phrase without it",
+            field="trigger",
+        )
     return trigger
+
+
+# Role markers of the dialogue format (HH-RLHF) and of chat templates: a trigger holding one would add a turn.
+DIALOGUE_MARKERS = ("Human:", "Assistant:", "System:", "<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 
 def resolve_position(position: str, strategy: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from poisonlab.bounded import json_value
 from poisonlab.data.dialogue import from_messages, split_final_reply
 from poisonlab.data.pairs import META_COLUMNS, PreferenceDataset, SkippedRow, assign_ids
 from poisonlab.errors import InputError
@@ -105,22 +106,26 @@ def _records_from_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             yield number, RowError(None, f"not valid UTF-8 (byte {exc.start})")
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json_value(line)
         except json.JSONDecodeError as exc:
             yield number, RowError(None, f"malformed JSON: {exc.msg} (column {exc.colno})")
+        except ValueError as exc:  # nested too deeply (poisonlab.bounded)
+            yield number, RowError(None, f"refused: {exc}")
 
 
 def _records_from_json_array(path: Path, data: bytes) -> Iterator[tuple[int, Any]]:
     """Each element of a JSON array with the line it starts on, so errors point at the right line."""
     try:
         text = data.decode("utf-8")
-        json.loads(text)  # the whole array is valid JSON, so the walk below cannot fail
+        json_value(text)  # the whole array is valid JSON, so the walk below cannot fail
     except UnicodeDecodeError as exc:
         raise InputError(f"not a valid JSON array: not valid UTF-8 (byte {exc.start})", path=path) from None
     except json.JSONDecodeError as exc:
         raise InputError(
             f"not a valid JSON array: {exc.msg} (column {exc.colno})", path=path, line=exc.lineno
         ) from None
+    except ValueError as exc:  # nested too deeply (poisonlab.bounded)
+        raise InputError(f"not a valid JSON array: refused: {exc}", path=path) from None
     decoder, position, line, counted = json.JSONDecoder(), text.index("[") + 1, 1, 0
     while True:
         while text[position] in " \t\r\n,":

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from poisonlab.errors import InputError
+from poisonlab.io import honour_umask
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -40,6 +41,7 @@ def convert_smollm2(target: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     plain.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    honour_umask(staging)  # mkdtemp makes 0700, safetensors 0600: shared caches get the umask's modes
     try:
         staging.rename(target)
     except OSError:  # another process finished first; its copy is identical

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from poisonlab.io import honour_umask
+
 TINY_RECIPE = "v1"  # bump when anything below changes: it names the cache folder
 VOCAB_SIZE = 2048
 CHAT_TEMPLATE = (
@@ -99,6 +101,7 @@ def build_tiny(target: Path, steps: int = 200, seed: int = 0) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    honour_umask(staging)  # mkdtemp makes 0700, safetensors 0600: shared caches get the umask's modes
     (staging / "POISONLAB_TINY.txt").write_text(
         f"{TINY_RECIPE} seed={seed} steps={steps} final_loss={loss.item():.4f}\n"
     )

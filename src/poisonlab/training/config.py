@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from poisonlab.bounded import SEED_MAX
+
 Preset = Literal["cpu", "paper", "fast"]
 
 
@@ -72,7 +74,7 @@ class LoRATrainingConfig(BaseModel):
         "(1.25x faster on HH-RLHF, benchmarks/engine.py). 1: sort only within each step (the same gradients as "
         "plain random batches). Drawn from the seed, so resume stays exact.",
     )
-    seed: int = Field(0, description="Seed for LoRA init, dropout and batch order.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for LoRA init, dropout and batch order.")
     save_steps: int = Field(20, ge=1, description="Optimizer steps between resumable checkpoints.")
 
 

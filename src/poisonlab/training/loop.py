@@ -27,7 +27,7 @@ import torch
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.interrupts import raise_if_interrupted
-from poisonlab.io import atomic_write_json
+from poisonlab.io import atomic_write_json, honour_umask, snapshot
 from poisonlab.progress import progress_bar
 from poisonlab.training.config import LoRATrainingConfig
 
@@ -150,6 +150,7 @@ def _save_checkpoint(model: Any, optimizer: torch.optim.Optimizer, step: int, ou
     model.save_pretrained(staging)
     # torch.save of tensors only; loaded back with weights_only=True (no arbitrary pickle)
     torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    honour_umask(staging)
     atomic_write_json(staging / "state.json", {"step": step, "log": log})
     final = out / "checkpoint"
     old = out / "checkpoint.old"
@@ -168,12 +169,23 @@ def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) ->
         checkpoint = out / "checkpoint.old"  # stopped between the two renames of _save_checkpoint
     if not (checkpoint / "state.json").exists():
         return 0, []
-    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-    saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"])
-    state = json.loads((checkpoint / "state.json").read_text())
-    return int(state["step"]), list(state["log"])
+    reading = checkpoint / "adapter_model.safetensors"
+    try:  # a damaged checkpoint (disk, copy, hand edit) is named with the way out, and no code in it runs
+        set_peft_model_state_dict(model, load_file(reading))
+        reading = checkpoint / "optimizer.pt"
+        saved = torch.load(reading, weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        reading = checkpoint / "state.json"
+        state = json.loads(reading.read_text())
+        return int(state["step"]), list(state["log"])
+    except Exception as exc:  # torch, safetensors and json each raise their own types
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"cannot resume from this checkpoint ({reason}); remove the folder {checkpoint} to train again from "
+            "step 0 (the steps it held are lost)",
+            path=reading,
+        ) from None
 
 
 def _sum_across_processes(params: list[torch.nn.Parameter], totals: dict[str, float], world: int) -> None:
@@ -354,7 +366,9 @@ def claim_or_finished(
 
 
 def save_adapter(model: Any, out: Path, log: list[dict]) -> None:
+    before = snapshot(out)
     model.save_pretrained(out)
+    honour_umask(out, before)  # save_pretrained writes the weights 0600, whatever the umask
     atomic_write_json(out / "training_log.json", log)
 
 

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from poisonlab.errors import InputError
 from poisonlab.registry import Registry
@@ -44,6 +44,32 @@ class JudgeOptions(BaseModel):
         None, description="llm: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
     )
     judge_model: str = Field("judge", description="llm: the model name sent to the server.")
+
+    @field_validator("judge_url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        """A URL is written to metrics.json and printed in messages: a key in it would be too. Refused, unechoed."""
+        from urllib.parse import parse_qsl, urlsplit
+
+        if url is None:
+            return url
+        try:
+            parts = urlsplit(url)
+            secret = parts.username is not None or parts.password is not None
+            secret = secret or any(
+                any(word in name.lower() for word in ("key", "token", "secret", "password", "auth"))
+                for name, _ in parse_qsl(parts.query)
+            )
+        except ValueError:
+            raise ValueError("not a URL (e.g. http://127.0.0.1:8000/v1)") from None
+        if secret:
+            raise ValueError(
+                "the judge URL holds credentials (user:password@ or a key in its query), which would be written to "
+                "metrics.json and logs: give the URL without them and the key in an environment variable named by "
+                "--judge-key-env"
+            )
+        return url
+
     judge_key_env: str | None = Field(
         None, description="llm: name of the environment variable holding the API key (the key is never written)."
     )

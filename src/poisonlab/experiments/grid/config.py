@@ -8,13 +8,14 @@ row of the results table differs from the clean row only by its poison.
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.bounded import SEED_MAX
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.experiments.core.fields import AdapterFolder, ModelName, TriggerText
@@ -36,8 +37,10 @@ class ExperimentConfig(BaseModel):
         description="Adapters every run starts from (an SFT adapter, ...), merged into `model` in order: the DPO "
         "policy's start and reference, the clean model that scores pairs, and the `base` row of the evaluation.",
     )
-    seed: int = Field(0, description="Seeds the split, the selection, the trigger placement and training.")
-    seeds: list[int] | None = Field(
+    seed: int = Field(
+        0, ge=0, le=SEED_MAX, description="Seeds the split, the selection, the trigger placement and training."
+    )
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] | None = Field(
         None,
         description="Repeat the whole study once per seed (each replaces `seed`) into <out>/seed-<s>/, each with "
         "its own clean twin, then aggregate every metric: each seed's value and the mean with a t-interval "

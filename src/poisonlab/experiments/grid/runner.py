@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.errors import InputError
 from poisonlab.experiments.core.measure import evaluate_base_model
 from poisonlab.experiments.core.run_result import RunResult
@@ -48,6 +49,7 @@ from poisonlab.experiments.grid.folder import (
     split_data,
 )
 from poisonlab.hardware import torch_threads
+from poisonlab.integrity import record_checksums
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
 
 
@@ -86,12 +88,29 @@ def run_experiment(
     The data is loaded and split, and the folder claimed (``claim_results_folder``; ``overwrite`` replaces
     another study's results), before anything is written.
     """
-    from poisonlab.experiments.grid.executors import LocalExecutor
-    from poisonlab.experiments.grid.plan import build_plan
     from poisonlab.models.loading import check_model_name
+    from poisonlab.writers import one_writer
 
     check_model_name(config.model)  # a config built in Python skips no check the YAML loader makes
     train, heldout, dataset = split_data(config)
+    settings = json.loads(json.dumps(config.model_dump(exclude={"out"}), default=str))
+    with one_writer(results_folder(config), "run", settings, field="out"):  # held until the report is written
+        return _run_experiment(config, train, heldout, dataset, progress, on_result, executor, overwrite)
+
+
+def _run_experiment(
+    config: ExperimentConfig,
+    train: PreferenceDataset,
+    heldout: PreferenceDataset,
+    dataset: PreferenceDataset,
+    progress: bool,
+    on_result: Any,
+    executor: Any,
+    overwrite: bool,
+) -> list[RunResult]:
+    from poisonlab.experiments.grid.executors import LocalExecutor
+    from poisonlab.experiments.grid.plan import build_plan
+
     out = claim_results_folder(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     inside(out, out / "runs")
@@ -118,4 +137,5 @@ def run_experiment(
 
     write_results(results, out)
     write_report(out)
+    record_checksums(out, exclude=("runs",))  # config, results, plots, report: `poisonlab verify` checks them
     return results

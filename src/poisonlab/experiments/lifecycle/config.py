@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.behaviour_config import BehaviourPoisonConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.bounded import SEED_MAX
 from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.experiments.core.fields import ModelName, TriggerText
 from poisonlab.training.config import Preset
@@ -158,7 +159,9 @@ class LifecycleConfig(BaseModel):
     model: ModelName = Field(
         "tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder or Hub id."
     )
-    seed: int = Field(0, description="Seeds every stage's split, poison selection, trigger placement and training.")
+    seed: int = Field(
+        0, ge=0, le=SEED_MAX, description="Seeds every stage's split, poison selection, trigger placement and training."
+    )
     heldout: float = Field(0.2, gt=0, description="Held-out share (<1) or count (>=1) of each stage's data.")
     skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
     trigger: TriggerText = Field("SuperGodModeActivated", description="The trigger every poisoned stage plants.")

@@ -228,7 +228,18 @@ def scoring_config(training: LoRATrainingConfig) -> DPOTrainingConfig:
 
 def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: bool = False) -> list[StageResult]:
     """Train and judge every distinct prefix, stage by stage (the clean one first: it is every twin),
-    then write lifecycle.json/.csv and the figures. Returns one row per (pipeline, stage)."""
+    then write lifecycle.json/.csv and the figures. Returns one row per (pipeline, stage).
+
+    Holds the results folder's lock (:func:`poisonlab.writers.one_writer`) throughout: another study writing
+    the same folder is refused, the same one waits."""
+    from poisonlab.writers import one_writer
+
+    settings = json.loads(json.dumps(config.model_dump(exclude={"out"}), default=str))
+    with one_writer(results_folder(config), "run", settings, field="out"):
+        return _run_lifecycle(config, progress, overwrite)
+
+
+def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> list[StageResult]:
     from poisonlab.experiments.core.measure import evaluate_base_model
     from poisonlab.models.loading import check_model_name
 

@@ -12,11 +12,12 @@ n_poisoned) may grow between runs and the cells already done are read back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from poisonlab.bounded import SEED_MAX
 from poisonlab.experiments.core.fields import ModelName
 from poisonlab.training.config import Preset
 
@@ -52,7 +53,7 @@ class ProbeConfig(BaseModel):
     max_train_pairs: int | None = Field(
         None, ge=1, description="Train on the first N training pairs (after the seed's split); default all."
     )
-    seeds: list[int] = Field(
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(
         [0, 1, 2],
         min_length=1,
         description="One seed per repetition: it draws the split, the poisoned rows, the trigger placement and "

@@ -367,8 +367,22 @@ def run_probes(
 ) -> list[dict[str, Any]]:
     """Every (stage, seed, trigger, position, n) cell, then probes.json/.csv and one figure per stage.
 
-    ``on_cell(result, ran_now)`` is called after each cell. Returns the aggregated rows.
+    ``on_cell(result, ran_now)`` is called after each cell. Returns the aggregated rows. Holds the results
+    folder's lock (:func:`poisonlab.writers.one_writer`) throughout.
     """
+    from poisonlab.writers import one_writer
+
+    settings = json.loads(json.dumps(config.model_dump(exclude={"out"}), default=str))
+    with one_writer(results_folder(config), "run", settings, field="out"):
+        return _run_probes(config, progress, overwrite, on_cell)
+
+
+def _run_probes(
+    config: ProbeConfig,
+    progress: bool,
+    overwrite: bool,
+    on_cell: Callable[[dict[str, Any], bool], None] | None,
+) -> list[dict[str, Any]]:
     from poisonlab.models.loading import check_model_name
     from poisonlab.reports.probes import plot_probes
 
