@@ -29,6 +29,12 @@ def _cli_type(annotation: Any) -> Any:
     return str  # Literal, unions such as bool | "auto": pydantic parses the string
 
 
+def _flag(name: str, annotation: Any) -> tuple[str]:
+    """``--name``; a plain boolean field is ``--name/--no-name``, as users of typer and click CLIs expect."""
+    flag = name.replace("_", "-")
+    return (f"--{flag}/--no-{flag}",) if annotation is bool else (f"--{flag}",)
+
+
 def config_options(model: type[BaseModel], skip: tuple[str, ...] = (), into: str = "overrides") -> Callable:
     """Add one flag per field of ``model``; the given ones reach the command as the keyword ``into``.
 
@@ -44,7 +50,7 @@ def config_options(model: type[BaseModel], skip: tuple[str, ...] = (), into: str
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=typer.Option(
-                    None, f"--{name.replace('_', '-')}", help=field.description, rich_help_panel=model.__name__
+                    None, *_flag(name, field.annotation), help=field.description, rich_help_panel=model.__name__
                 ),
                 annotation=Optional[_cli_type(field.annotation)],  # noqa: UP045 (typer needs Optional here)
             )

@@ -1,0 +1,5 @@
+"""``python -m poisonlab.cli``: the same command as ``poisonlab``."""
+
+from poisonlab.cli import main
+
+main()
