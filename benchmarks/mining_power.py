@@ -34,7 +34,7 @@ def main() -> None:
     from poisonlab.config_files import load_config
     from poisonlab.defenses import DefenseConfig, scan
     from poisonlab.defenses.detectors import DetectionContext
-    from poisonlab.defenses.trigger_mining import against_the_mean, local_disagreement
+    from poisonlab.defenses.mining import against_the_mean, local_disagreement
     from poisonlab.experiments import ExperimentConfig
     from poisonlab.experiments.grid.folder import split_data
 

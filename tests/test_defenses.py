@@ -11,7 +11,8 @@ from poisonlab.attacks import poison_dataset, write_poisoned
 from poisonlab.cli import app
 from poisonlab.data import synthetic_pairs
 from poisonlab.defenses import DETECTORS, DefenseConfig, detection_metrics, scan, spectral_signature_scores, write_scan
-from poisonlab.defenses.detectors import Detection, two_clusters
+from poisonlab.defenses.detectors import Detection
+from poisonlab.defenses.detectors.clustering import two_clusters
 from poisonlab.errors import InputError
 from poisonlab.training import DPOTrainingConfig, train_dpo
 

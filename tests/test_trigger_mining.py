@@ -14,7 +14,7 @@ from poisonlab.cli import app
 from poisonlab.data import synthetic_pairs
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.defenses import DETECTORS, DefenseConfig, scan, write_scan
-from poisonlab.defenses.trigger_mining import mine_triggers, prompt_ngrams
+from poisonlab.defenses.mining import mine_triggers, prompt_ngrams
 from poisonlab.training import DPOTrainingConfig
 
 SMALL = dict(epochs=2, batch_size=8, micro_batch_size=8, max_length=96, max_reply_length=48, bf16=False)

@@ -1,11 +1,11 @@
 """Stage: defenses -- score every pair for suspicion, flag some, judge the flags, keep the rest."""
 
-from poisonlab.defenses import trigger_mining, trigger_mining_demo  # noqa: F401 (register their detectors)
 from poisonlab.defenses.config import DefenseConfig
-from poisonlab.defenses.detectors import (
+from poisonlab.defenses.detectors import (  # importing it registers every detector
     DETECTORS,
     Detection,
     DetectionContext,
+    Detector,
     DetectorFacts,
     spectral_signature_scores,
 )
@@ -26,6 +26,7 @@ __all__ = [
     "Detection",
     "DetectionContext",
     "DetectionMetrics",
+    "Detector",
     "DetectorFacts",
     "ScanResult",
     "detection_metrics",

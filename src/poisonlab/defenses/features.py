@@ -29,7 +29,7 @@ from poisonlab.io import atomic_write_bytes
 from poisonlab.registry import Registry
 
 if TYPE_CHECKING:
-    from poisonlab.defenses.detectors import DetectionContext
+    from poisonlab.defenses.detectors.base import DetectionContext
 
 FeatureFn = Callable[["DetectionContext"], np.ndarray]  # -> (n pairs, d), rows in dataset order
 FEATURES: Registry[FeatureFn] = Registry("detector feature")

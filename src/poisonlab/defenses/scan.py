@@ -147,7 +147,7 @@ def scan(
         ctx = DetectionContext(
             dataset, model, training or DPOTrainingConfig(), options, seed, Path(adapter) if adapter else None, progress
         )
-        detection = DETECTORS.get(name)(ctx)
+        detection = DETECTORS.get(name)().detect(ctx)
         detection.detector = spec
         detections.append(detection)
     metrics = None

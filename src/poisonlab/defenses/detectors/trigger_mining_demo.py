@@ -11,7 +11,7 @@ Planted demonstrations stand out at *either* end: a reply foreign to its prompt'
 template ("Sure, here is ...", one refusal sentence) far more alike across its rows than real replies are.
 So both tails of both signals are suspicious sets, all in one Bonferroni family
 (``mine_triggers(two_sided=True)``), and the n-gram test, its FDR control and the flags are those of
-:mod:`poisonlab.defenses.trigger_mining`.
+:mod:`poisonlab.defenses.mining`.
 
 Measured (README, Defenses): on 300 and 1,595 clean HH-RLHF SFT rows it flags nothing; it names the trigger
 of AdvBench demonstrations planted in 5-10% of 300 HH rows and flags every triggered row; with a contrast
@@ -21,16 +21,17 @@ in a contrast escapes it.
 
 from __future__ import annotations
 
-from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext, DetectorFacts
+from poisonlab.defenses.detectors.base import DETECTORS, Detection, DetectionContext, Detector, DetectorFacts
 from poisonlab.defenses.features import embed_texts
-from poisonlab.defenses.trigger_mining import against_the_mean, local_disagreement, mining_detection
+from poisonlab.defenses.mining import against_the_mean, local_disagreement, mining_detection
 
 
 @DETECTORS.register("trigger-mining-demo", facts=DetectorFacts(names_trigger=True, demonstrations=True))
-def trigger_mining_demo(ctx: DetectionContext) -> Detection:
-    """Trigger mining on the rows whose replies are most unlike, or most alike, their neighbours' and the data's."""
-    replies = embed_texts(ctx, [row.chosen for row in ctx.dataset])
-    local = local_disagreement(replies, ctx.features("prompt-embeddings"), ctx.config.mining_neighbours)
-    signals = ("rows whose replies are most unlike their neighbours'", "rows whose replies are most alike")
-    suspicion = [local, against_the_mean(replies)]
-    return mining_detection("trigger-mining-demo", ctx, suspicion, signals, two_sided=True, unit="rows")
+class TriggerMiningDemo(Detector):
+    def detect(self, ctx: DetectionContext) -> Detection:
+        """Trigger mining on the rows whose replies are most unlike, or most alike, their neighbours' and the data's."""
+        replies = embed_texts(ctx, [row.chosen for row in ctx.dataset])
+        local = local_disagreement(replies, ctx.features("prompt-embeddings"), ctx.config.mining_neighbours)
+        signals = ("rows whose replies are most unlike their neighbours'", "rows whose replies are most alike")
+        suspicion = [local, against_the_mean(replies)]
+        return mining_detection("trigger-mining-demo", ctx, suspicion, signals, two_sided=True, unit="rows")

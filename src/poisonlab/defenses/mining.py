@@ -57,8 +57,7 @@ from typing import Any
 import numpy as np
 
 from poisonlab.data.dialogue import ASSISTANT, HUMAN, SYSTEM
-from poisonlab.defenses.detectors import DETECTORS, Detection, DetectionContext, DetectorFacts
-from poisonlab.training.clean_model import clean_dpo_scores
+from poisonlab.defenses.detectors.base import Detection, DetectionContext
 
 _TURN = re.compile("|".join(re.escape(tag) for tag in (HUMAN, ASSISTANT, SYSTEM)))
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -232,15 +231,6 @@ def mining_detection(
     return Detection(name, dict(zip(ids, scores.tolist())), flagged, details, reasons)
 
 
-@DETECTORS.register("trigger-mining", facts=DetectorFacts(names_trigger=True))
-def trigger_mining(ctx: DetectionContext) -> Detection:
-    """Trigger mining on the pairs the model trained on the data fits worst (highest DPO loss)."""
-    dpo_scores = clean_dpo_scores(ctx.scoring())
-    loss = np.logaddexp(0.0, -np.array([dpo_scores[i] for i in ctx.dataset.ids]))
-    signals = ("pairs the model fits worst", "pairs the model fits best")
-    return mining_detection("trigger-mining", ctx, loss, signals, two_sided=False)
-
-
 def local_disagreement(differences: np.ndarray, prompts: np.ndarray, k: int) -> np.ndarray:
     """-cos(d_i, mean of d_j over the k pairs with the most similar prompts): label (in)consistency with neighbours.
 
@@ -264,13 +254,3 @@ def against_the_mean(vectors: np.ndarray) -> np.ndarray:
     mean = vectors.mean(axis=0)
     norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
     return -(vectors @ mean) / np.where(norms == 0, 1, norms)
-
-
-@DETECTORS.register("trigger-mining-reply", facts=DetectorFacts(names_trigger=True))
-def trigger_mining_reply(ctx: DetectionContext) -> Detection:
-    """Trigger mining on the pairs whose replies point most against their neighbours' (no model needed)."""
-    differences = ctx.features("reply-embeddings")
-    local = local_disagreement(differences, ctx.features("prompt-embeddings"), ctx.config.mining_neighbours)
-    against = [local, against_the_mean(differences)]
-    signals = ("pairs whose replies look most swapped", "pairs whose replies look least swapped")
-    return mining_detection("trigger-mining-reply", ctx, against, signals, two_sided=False)
