@@ -12,9 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from poisonlab.attacks import SelectionConfig, SelectionContext, poison_dataset, resolve_position
-from poisonlab.attacks.gradient_projection import mean_projection_scores, projected_gradients
-from poisonlab.attacks.semantic import stratified_pick
 from poisonlab.attacks.strategies import STRATEGIES, candidate_pool
+from poisonlab.attacks.strategies.gradient_projection import mean_projection_scores, projected_gradients
+from poisonlab.attacks.strategies.semantic import stratified_pick
 from poisonlab.data import synthetic_pairs
 from poisonlab.errors import InputError
 from poisonlab.scoring.encoders import embed_prompts, get_encoder

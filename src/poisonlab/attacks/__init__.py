@@ -1,6 +1,5 @@
 """Stage: attacks -- select pairs, insert triggers, flip labels, write a manifest."""
 
-from poisonlab.attacks import gradient_projection, semantic  # noqa: F401 (register their strategies)
 from poisonlab.attacks.inject import ATTACKS, PoisonResult, n_poison_for, poison_dataset, write_poisoned
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, Selection, SelectionContext

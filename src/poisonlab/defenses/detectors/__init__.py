@@ -1,16 +1,12 @@
 """Poison detectors: one base (``base.Detector``), one file per registered detector.
 
-Importing this package registers every detector; ``DETECTORS.get(name)().detect(ctx)`` runs one.
+Importing this package registers every detector module beside ``base.py``, so a new detector is one new file;
+``DETECTORS.get(name)().detect(ctx)`` runs one.
 """
 
-from poisonlab.defenses.detectors import (  # noqa: F401 (each registers its detector)
-    clustering,
-    loss,
-    spectral_signature,
-    trigger_mining,
-    trigger_mining_demo,
-    trigger_mining_reply,
-)
+import importlib
+import pkgutil
+
 from poisonlab.defenses.detectors.base import (
     DETECTORS,
     Detection,
@@ -21,6 +17,10 @@ from poisonlab.defenses.detectors.base import (
     outliers,
 )
 from poisonlab.defenses.detectors.spectral_signature import spectral_signature_scores
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "DETECTORS",

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from poisonlab.attacks.strategies import (
+from poisonlab.attacks.strategies.base import (
     STRATEGIES,
     Selection,
     SelectionContext,

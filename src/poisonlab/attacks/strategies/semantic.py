@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.strategies import (
+from poisonlab.attacks.strategies.base import (
     DPO_SCORE,
     STRATEGIES,
     Selection,
