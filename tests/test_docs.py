@@ -41,3 +41,19 @@ def test_relative_links_point_to_files(page: Path) -> None:
         if not (page.parent / file).exists():
             missing.append(target)
     assert not missing, f"{page.relative_to(ROOT)}: links to missing files: {missing}"
+
+
+def test_the_contributing_page_examples_register_their_plug_ins():
+    """Each example on docs/contributing.md is one new file's worth of code, and it registers as it says."""
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "contributing.md").read_text(), re.S)
+    check = (
+        "from poisonlab.attacks.strategies import STRATEGIES\nfrom poisonlab.defenses.detectors import DETECTORS\n"
+        "from poisonlab.training.losses import LOSSES\nfrom poisonlab.evaluation.judges import JUDGES\n"
+        "assert 'longest-prompt' in STRATEGIES and 'reply-length' in DETECTORS\n"
+        "assert 'hinge' in LOSSES and 'shouting' in JUDGES\n"
+    )
+    result = subprocess.run([sys.executable, "-c", "\n".join(blocks) + "\n" + check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
