@@ -80,8 +80,9 @@ def compare(folders: list[Path], out_csv: Path | None) -> None:
     tables = {folder: {r["run"]: r for r in csv.DictReader((folder / "results.csv").open())} for folder in folders}
     runs = list(next(iter(tables.values())))
     labels = [_label(folder) for folder in folders]
+    width = max(16, *(len(label) + 2 for label in labels))
     rows = []
-    print(f"{'run':<26}{'metric':<26}" + "".join(f"{label:>16}" for label in labels) + f"{'spread':>10}")
+    print(f"{'run':<26}{'metric':<26}" + "".join(f"{label:>{width}}" for label in labels) + f"{'spread':>10}")
     for run in runs:
         for key in CELLS:
             values = [_cell(tables[folder].get(run, {}), key) for folder in folders]
@@ -92,7 +93,7 @@ def compare(folders: list[Path], out_csv: Path | None) -> None:
             percent = not key.startswith("auroc")
             shown = [("" if v is None else f"{100 * v:.1f}%" if percent else f"{v:.2f}") for v in values]
             spread_text = f"{100 * spread:.1f} pts" if percent else f"{spread:.2f}"
-            print(f"{run:<26}{key:<26}" + "".join(f"{s:>16}" for s in shown) + f"{spread_text:>10}")
+            print(f"{run:<26}{key:<26}" + "".join(f"{s:>{width}}" for s in shown) + f"{spread_text:>10}")
             rows.append({"run": run, "metric": key, **dict(zip(labels, values, strict=True)), "spread": spread})
     if out_csv:
         out_csv.parent.mkdir(parents=True, exist_ok=True)
