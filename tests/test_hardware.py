@@ -37,3 +37,17 @@ def test_tiny_is_cached_per_kernel_dispatch(tmp_path):
         capability = torch.backends.cpu.get_cpu_capability().lower()
         assert native.stdout.split() == [f"tiny-v1-{capability}"] * 2
     assert portable.stdout.split() == ["tiny-v1-default"] * 2
+
+
+def test_auto_bf16_needs_the_avx512_kernels_as_well_as_the_instructions(monkeypatch):
+    """torch reaches AVX512_BF16/AMX only from its AVX512 kernels; under a lowered dispatch `auto` is fp32."""
+    monkeypatch.delenv(hardware.FORCE_BF16, raising=False)
+    flags = {"avx2": True, "avx512f": True, "avx512_bf16": True, "amx_bf16": True}
+    monkeypatch.setattr(hardware, "cpu_features", lambda: flags)
+    for capability, expected in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):
+        monkeypatch.setattr(hardware, "torch_cpu_capability", lambda capability=capability: capability)
+        assert hardware.cpu_has_fast_bf16() is expected
+        assert hardware.resolve_bf16("auto", "cpu") is expected and hardware.resolve_bf16(False, "cpu") is False
+    monkeypatch.setattr(hardware, "cpu_features", lambda: {**flags, "avx512_bf16": False, "amx_bf16": False})
+    monkeypatch.setattr(hardware, "torch_cpu_capability", lambda: "AVX512")
+    assert hardware.cpu_has_fast_bf16() is False

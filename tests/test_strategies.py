@@ -109,7 +109,6 @@ def test_projected_gradient_scores_match_a_naive_backward_per_pair(tiny_model, d
     assert torch.allclose(mean_projection_scores(projected), naive_scores, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.numeric
 def test_projected_gradients_under_native_bf16_stay_close_to_fp32(tiny_model, dataset, monkeypatch):
     """What a CPU with AVX512_BF16 computes (``bf16: auto`` turns autocast on there), forced on any CPU.
 

@@ -72,7 +72,10 @@ def cpu_has_fast_bf16() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     features = cpu_features()
-    return features["avx512_bf16"] or features["amx_bf16"]
+    # torch reaches those instructions only from its AVX512 kernels: under ATEN_CPU_CAPABILITY=avx2 or
+    # default it emulates bf16 (slow), and on an AMX CPU its bf16 attention then fails ("pack_vnni2 is only
+    # supported when avx512 is supported", torch 2.13). So `auto` is fp32 there.
+    return (features["avx512_bf16"] or features["amx_bf16"]) and torch_cpu_capability().startswith("AVX512")
 
 
 def compute_facts(bf16: bool | str, device: str | None = None) -> dict[str, Any]:
