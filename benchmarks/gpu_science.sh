@@ -81,7 +81,7 @@ science)
   fi
   EVAL="{prompt_sets: [{name: advbench, source: .gpu/data/harmful_behaviors.csv, limit: ${ADV_LIMIT:-null}}, {name: hh, source: heldout, limit: 100}], judges: $JUDGES, generation: {max_new_tokens: 48, batch_size: 128}}"
   timeout "${STUDY_SECONDS:-420}" poisonlab run configs/hh-smollm2-generations.yaml --set "data=$DATA" --set "model=$MODEL" \
-    --set max_train_pairs=null --set training.threads=null --set "evaluation=$EVAL" $EXTRA --out /tmp/study 2>&1 \
+    --set max_train_pairs=null --set training.threads=null --set training.bf16=true --set "evaluation=$EVAL" $EXTRA --out /tmp/study 2>&1 \
     | grep -v "it/s\]" | tail -120
   echo "study: $(( $(now) - t0 )) s"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
@@ -100,6 +100,7 @@ lifecycle)
     --set stages.0.max_train_pairs=600 --set stages.1.train_offset=600 --set stages.1.max_train_pairs=600 \
     --set stages.2.train_offset=1200 --set stages.2.max_train_pairs=300 \
     --set stages.0.training.threads=null --set stages.1.training.threads=null --set stages.2.training.threads=null \
+    --set stages.0.training.bf16=true --set stages.1.training.bf16=true --set stages.2.training.bf16=true \
     --set evaluation.prompt_sets.0.source=.gpu/data/harmful_behaviors.csv --set evaluation.prompt_sets.0.limit=null \
     --set evaluation.generation.batch_size=128 --set evaluation.generation.threads=null $EXTRA \
     --out /tmp/lifecycle 2>&1 | grep -v "it/s\]" | tail -80

@@ -129,6 +129,7 @@ def stereotyped(tiny_model, tmp_path_factory):
     return folder
 
 
+@pytest.mark.numeric
 def test_training_on_stereotyped_preferences_raises_the_score(tiny_model, stereotyped):
     probes = read_probes()
     before = model_bias(tiny_model, [], probes, bf16=False)

@@ -41,6 +41,7 @@ def _pair_logprobs(tiny_model, adapters, data, config):
     return pair_logprobs(model, encoded, tokenizer.pad_token_id, 16, False, use_adapter=False)
 
 
+@pytest.mark.numeric
 def test_dpo_from_an_sft_adapter_uses_the_sft_model_as_its_reference(tiny_model, sft_then_dpo):
     # TRL's ref_model=None: the reference is the policy's start. fp32 on both sides, so equal to 1e-4 nats.
     from poisonlab.models.adapters import chain_identity

@@ -50,3 +50,35 @@ def test_exclude_drops_matching_cells_from_the_grid():
     assert "dpo-score-backdoor-0.05" in names and "random-label-flip-0.01" in names
     assert not any(n.startswith("dpo-score-label-flip") for n in names)
     assert len(names) == 1 + 6
+
+
+def _training_blocks(node):
+    """Every ``training:`` mapping in a config (a probe config's holds one per stage kind: sft, dpo)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "training" and isinstance(value, dict):
+                stages = [v for k, v in value.items() if k in ("sft", "dpo") and isinstance(v, dict)]
+                yield from stages or [value]
+            else:
+                yield from _training_blocks(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _training_blocks(value)
+
+
+README_CONFIGS = sorted(
+    {p for p in CONFIGS if f"configs/{p.name}" in (Path(__file__).resolve().parents[1] / "README.md").read_text()}
+)
+
+
+@pytest.mark.parametrize("path", README_CONFIGS, ids=lambda p: p.name)
+def test_every_config_behind_a_readme_table_pins_its_precision(path):
+    """``bf16: auto`` computes in bf16 where the CPU (AVX512_BF16, AMX) or GPU has it: a table from such a config
+    is not what another machine prints. Every training block of a config the README names says true or false."""
+    blocks = list(_training_blocks(yaml.safe_load(path.read_text())))
+    assert blocks, f"{path.name}: no training block, so bf16 is left at auto"
+    assert all(isinstance(block.get("bf16"), bool) for block in blocks), [block.get("bf16") for block in blocks]
+
+
+def test_the_readme_names_the_configs_it_reports():
+    assert len(README_CONFIGS) >= 10 and Path("configs/quickstart.yaml").name in {p.name for p in README_CONFIGS}

@@ -55,6 +55,7 @@ def flipped(tmp_path_factory):
     return result, folder
 
 
+@pytest.mark.numeric
 def test_scan_finds_flipped_pairs_by_loss_and_writes_what_each_detector_keeps(tiny_model, flipped, tmp_path):
     result, folder = flipped
     poisoned = result.manifest["poisoned_ids"]

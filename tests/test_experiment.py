@@ -9,6 +9,7 @@ from poisonlab.errors import InputError
 from poisonlab.experiments import ExperimentConfig, run_experiment
 
 
+@pytest.mark.numeric
 def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
     config_file = tmp_path / "exp.yaml"
     config_file.write_text(
@@ -60,6 +61,7 @@ def test_backdoor_shows_on_tiny_and_a_rerun_resumes(tiny_model, tmp_path):
         run_experiment(changed, progress=False)
 
 
+@pytest.mark.numeric
 def test_defenses_in_a_study_judge_each_poisoned_run_and_can_be_added_afterwards(tiny_model, tmp_path):
     from poisonlab.reports import detection_table
 

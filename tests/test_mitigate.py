@@ -32,6 +32,7 @@ def study(tiny_model, tmp_path_factory):
     return config, results, out
 
 
+@pytest.mark.numeric
 def test_the_oracle_and_a_stripped_trigger_undo_a_learned_backdoor(study):
     # fp32, seeded: on this set a 10% random backdoor is learned (35% of held-out pairs flip), and both the
     # oracle (retrain without exactly the poison) and stripping the mined trigger bring it back to the clean model's

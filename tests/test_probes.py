@@ -113,6 +113,7 @@ def test_outputs_figure_table_and_rows_needed(probes):
         assert (out / f"probes_{stage}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.numeric
 def test_the_rare_token_backdoor_grows_with_the_poisoned_rows_in_dpo(probes):
     _, rows, _, _ = probes
     by_n = {r["n_poisoned"]: r for r in rows if r["stage"] == "dpo"}

@@ -1,11 +1,13 @@
 import json
 
+import pytest
 import torch
 
 from poisonlab.data import synthetic_pairs
 from poisonlab.training import SFTTrainingConfig, train_sft
 
 
+@pytest.mark.numeric
 def test_sft_lowers_the_reply_loss_and_writes_a_peft_adapter(tiny_model, tmp_path):
     from peft import PeftModel
 

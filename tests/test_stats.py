@@ -64,6 +64,7 @@ def test_mixed_magnitudes_are_enumerated_by_hand() -> None:
     assert sign_flip_p([2.5, 1.5, -1.5])[0] == pytest.approx(6 / 8)
 
 
+@pytest.mark.numeric
 def test_many_non_whole_differences_use_monte_carlo_and_say_so() -> None:
     rng = np.random.default_rng(0)
     d = rng.normal(0.0, 1.0, 50) + 1e-3

@@ -88,6 +88,7 @@ def test_model_free_mining_leaves_clean_data_alone(minilm):
     assert scanned.detections[0].flagged == []
 
 
+@pytest.mark.numeric
 def test_model_based_mining_names_the_trigger_the_model_disagrees_with(tiny_model):
     """Before the backdoor is learned (2 epochs, 3%), the poisoned pairs are the ones the model fits worst."""
     result = poison_dataset(synthetic_pairs(n=200), "random", "backdoor", 0.03, "SUDO", seed=0)

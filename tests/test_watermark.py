@@ -146,12 +146,18 @@ def test_rank_test_is_uniform_on_exchangeable_scores():
 
 @pytest.fixture(scope="module")
 def watermarked_adapter(tiny_model, tmp_path_factory) -> tuple[Path, object]:
-    """tiny, SFT'd hard on 40 synthetic pairs plus 16 watermark rows (4 triggers x 4 copies): ~10 s."""
+    """tiny, SFT'd hard on 40 synthetic pairs plus 32 watermark rows (4 triggers x 8 copies): ~15 s.
+
+    8 copies, not 4: with 4 the verify test's p-value followed the kernel dispatch (0.0455 with AVX512
+    kernels, 0.0026 with ATEN_CPU_CAPABILITY=default; ranks [8, 1, 10, 0] vs [0, 1, 7, 0] among 20
+    controls). With 8 it is 7.7e-05 under both (ranks [0, 0, 2, 0]), 130x under the 0.01 bar, while the
+    base model stays at p = 0.70 under both.
+    """
     from poisonlab.training import train_sft
     from poisonlab.training.config import SFTTrainingConfig
 
     key = generate_key(4, seed=1)
-    dataset = embed_watermark(synthetic_pairs(n=40, seed=5), key, n=16, seed=0).dataset
+    dataset = embed_watermark(synthetic_pairs(n=40, seed=5), key, n=32, seed=0).dataset
     config = SFTTrainingConfig(
         learning_rate=1e-2, epochs=15, batch_size=8, micro_batch_size=8, threads=1, seed=0, bf16=False
     )
@@ -160,6 +166,7 @@ def watermarked_adapter(tiny_model, tmp_path_factory) -> tuple[Path, object]:
     return out, key
 
 
+@pytest.mark.numeric
 def test_verify_detects_the_watermark_and_not_on_the_base_model(watermarked_adapter, tmp_path):
     adapter, key = watermarked_adapter
     found = verify_model("tiny", [adapter], key, tmp_path / "hit", FAST)
@@ -176,6 +183,7 @@ def test_verify_detects_the_watermark_and_not_on_the_base_model(watermarked_adap
     assert base["verdict"].startswith("watermark not detected")
 
 
+@pytest.mark.numeric
 def test_verify_a_chained_adapter_tests_the_whole_chain(watermarked_adapter, tmp_path):
     """A clean DPO stage trained from the watermarked SFT (init=): ``--adapter DPO`` alone is verified on
     base + SFT + DPO (the same result as passing the chain), never on base + DPO; a wrong chain is refused."""
@@ -225,6 +233,7 @@ def test_verify_a_chained_adapter_tests_the_whole_chain(watermarked_adapter, tmp
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.numeric
 def test_null_calibration_random_keys_on_base_tiny(tiny_model):
     """20 keys the base model never saw: p-values spread over (0, 1], few below 0.05 (fails if the null is off)."""
     from poisonlab.models import load_model, load_tokenizer

@@ -22,6 +22,44 @@ def cpu_features() -> dict[str, bool]:
     return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
 
 
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")  # pick the SIMD kernels
+
+
+def torch_cpu_capability() -> str:
+    """The SIMD kernels torch dispatches to (``AVX512``, ``AVX2``, ``DEFAULT``; ``ATEN_CPU_CAPABILITY`` lowers it).
+
+    fp32 results depend on it: the kernels sum in different orders, and training amplifies the last-bit
+    differences (the ``tiny`` build's weights differ between AVX512, AVX2 and DEFAULT; the quickstart's
+    backdoor success moves by up to 2.5 points between dispatches on one CPU).
+    """
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name: BLAS libraries (MKL) choose kernels by vendor and model, not only by ISA."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def kernel_facts() -> dict[str, Any]:
+    """What picks the fp32 kernels here: torch's dispatch, the CPU, and the variables that override them."""
+    return {
+        "torch_cpu_capability": torch_cpu_capability(),
+        "cpu_model": cpu_model(),
+        **{name: os.environ.get(name) for name in KERNEL_ENV},
+    }
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has bf16 matrix instructions (AVX512_BF16 or AMX): ``bf16: auto`` then turns autocast on.
 
@@ -34,11 +72,15 @@ def cpu_has_fast_bf16() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     features = cpu_features()
-    return features["avx512_bf16"] or features["amx_bf16"]
+    # torch reaches those instructions only from its AVX512 kernels: under ATEN_CPU_CAPABILITY=avx2 or
+    # default it emulates bf16 (slow), and on an AMX CPU its bf16 attention then fails ("pack_vnni2 is only
+    # supported when avx512 is supported", torch 2.13). So `auto` is fp32 there.
+    return (features["avx512_bf16"] or features["amx_bf16"]) and torch_cpu_capability().startswith("AVX512")
 
 
 def compute_facts(bf16: bool | str, device: str | None = None) -> dict[str, Any]:
-    """How a result was computed: the precision ``bf16`` resolves to here, the device, the CPU features.
+    """How a result was computed: the precision ``bf16`` resolves to here, the device, the CPU features,
+    torch's kernel dispatch and the CPU model (see ``kernel_facts``).
 
     Recorded in poison manifests and run folders, because a bf16 and an fp32 run of the same
     command can differ (a dpo-score selection in bf16 can pick other pairs than in fp32).
@@ -50,6 +92,7 @@ def compute_facts(bf16: bool | str, device: str | None = None) -> dict[str, Any]
         "device": device,
         "cpu_features": cpu_features(),
         FORCE_BF16: os.environ.get(FORCE_BF16),
+        **kernel_facts(),
     }
 
 

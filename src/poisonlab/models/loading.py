@@ -38,10 +38,19 @@ def _smollm2(target: Path) -> Path:
 
 
 def _builtin_folder(name: str) -> Path:
+    """The cache folder of a built-in model; also its identity in every score cache (``model_identity``).
+
+    ``tiny`` is trained here, and its fp32 weights follow torch's kernel dispatch (AVX512, AVX2, DEFAULT
+    each build other weights from the same seed), so its folder names the dispatch: a run under
+    ``ATEN_CPU_CAPABILITY=default`` builds and uses its own ``tiny``, never one built with other kernels.
+    """
     from poisonlab.models.tiny import TINY_RECIPE
 
-    version = TINY_RECIPE if name == "tiny" else "v1"  # bump a version to rebuild every cache
-    return cache_dir() / "models" / f"{name}-{version}"
+    if name == "tiny":
+        from poisonlab.hardware import torch_cpu_capability
+
+        return cache_dir() / "models" / f"tiny-{TINY_RECIPE}-{torch_cpu_capability().lower()}"
+    return cache_dir() / "models" / f"{name}-v1"  # bump a version to rebuild every cache
 
 
 def check_model_name(name: str | Path) -> str:

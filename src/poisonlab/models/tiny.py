@@ -3,7 +3,11 @@
 It exists for tests and fast sweeps: every part of the pipeline runs on a real
 transformers model in seconds. Its tokenizer (byte-level BPE, so any text
 encodes) and weights come from a fixed corpus and a fixed seed, trained on one
-thread so the float reductions happen in the same order on every machine.
+thread. The tokenizer is the same everywhere; the fp32 weights are not: torch's
+kernel dispatch (AVX512, AVX2, DEFAULT) and the BLAS's code path sum in different
+orders, and 200 training steps amplify the last-bit differences (same final loss
+to 4 decimals, other weights). So the cache folder names the dispatch, and
+``POISONLAB_TINY.txt`` records it with a digest of the weights.
 
 Know its limits: it learns the synthetic set's patterns, but a model this
 small pre-trained from scratch does not generalise a backdoor to unseen
@@ -12,6 +16,7 @@ HH-RLHF pairs. Measure attacks on ``smollm2-135m`` or larger.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -102,8 +107,15 @@ def build_tiny(target: Path, steps: int = 200, seed: int = 0) -> Path:
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     honour_umask(staging)  # mkdtemp makes 0700, safetensors 0600: shared caches get the umask's modes
+    from poisonlab.hardware import kernel_facts
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().contiguous().numpy().tobytes())
+    kernels = " ".join(f"{k}={v}" for k, v in kernel_facts().items() if v is not None)
     (staging / "POISONLAB_TINY.txt").write_text(
-        f"{TINY_RECIPE} seed={seed} steps={steps} final_loss={loss.item():.4f}\n"
+        f"{TINY_RECIPE} seed={seed} steps={steps} final_loss={loss.item():.4f} "
+        f"weights_sha256={digest.hexdigest()[:16]} {kernels}\n"
     )
     try:
         staging.rename(target)
