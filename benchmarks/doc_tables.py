@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 MARKED = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+MEASURED = re.compile(r"(<!-- measured:(?P<name>[\w-]+) -->)(?P<body>.*?)(<!-- /measured -->)", re.DOTALL)
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -174,6 +175,20 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 
 
+def measured(name: str) -> str:
+    """Where a committed result was measured, from its ``environment.json``: CPU, torch's kernel dispatch,
+    precision, threads and library versions."""
+    env = json.loads((RESULTS / name / "environment.json").read_text())
+    compute = env.get("compute", {})
+    cpu = compute.get("cpu_model") or "CPU"
+    isa = compute.get("torch_cpu_capability") or "?"
+    return (
+        f"{cpu}, torch CPU capability `{isa}`, {env.get('precision', compute.get('precision', '?'))}, "
+        f"{env.get('threads', '?')} thread(s); torch {env.get('torch')}, transformers {env.get('transformers')}, "
+        f"peft {env.get('peft')} (`docs/results/{name}/environment.json`)"
+    )
+
+
 def documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
@@ -191,7 +206,13 @@ def render(text: str) -> tuple[str, list[str]]:
             changed.append(name)
         return match.group(1) + body + match.group(4)
 
-    return MARKED.sub(fill, text), changed
+    def fill_measured(match: re.Match) -> str:
+        body = measured(match["name"])
+        if body != match["body"]:
+            changed.append(f"measured:{match['name']}")
+        return match.group(1) + body + match.group(4)
+
+    return MEASURED.sub(fill_measured, MARKED.sub(fill, text)), changed
 
 
 def main() -> int:
