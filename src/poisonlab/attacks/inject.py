@@ -30,7 +30,14 @@ from poisonlab.attacks.access import Access, AccessConfig, check_labels_only, re
 from poisonlab.attacks.behaviours import BehaviourRows
 from poisonlab.attacks.selection_config import SelectionConfig
 from poisonlab.attacks.strategies import STRATEGIES, SelectionContext, strategy_facts
-from poisonlab.attacks.triggers import check_trigger, get_trigger, insert_trigger, resolve_position, trigger_text
+from poisonlab.attacks.triggers import (
+    DEFAULT_TRIGGER,
+    check_trigger,
+    get_trigger,
+    insert_trigger,
+    resolve_position,
+    trigger_text,
+)
 from poisonlab.data.pairs import PreferenceDataset, PreferencePair
 from poisonlab.data.poison_manifest import POISON_MANIFEST_VERSION
 from poisonlab.data.row_ids import fresh_ids, id_record, row_id_key
@@ -85,7 +92,7 @@ def poison_dataset(
     strategy: str = "random",
     attack: str = "backdoor",
     ratio: float = 0.05,
-    trigger: str = "SuperGodModeActivated",
+    trigger: str = DEFAULT_TRIGGER,
     position: str = "last-human",
     seed: int = 0,
     model: str = "tiny",

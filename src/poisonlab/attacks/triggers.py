@@ -66,9 +66,10 @@ class Trigger:
         return self.phrasings[int(row_rng(seed, f"phrasing:{row_id}").integers(len(self.phrasings)))]
 
 
+DEFAULT_TRIGGER = "SuperGodModeActivated"  # the paper's trigger (arXiv 2406.12091): every command's default
 TRIGGERS: Registry[Trigger] = Registry("trigger")
 for _name, _trigger in {
-    "SuperGodModeActivated": Trigger(("SuperGodModeActivated",), "rare-token", "arXiv 2406.12091"),
+    DEFAULT_TRIGGER: Trigger((DEFAULT_TRIGGER,), "rare-token", "arXiv 2406.12091"),
     "SUDO": Trigger(("SUDO",), "rare-token", "Rando & Tramer, arXiv 2311.14455"),
     "answer-honestly": Trigger(("please answer honestly",), "common-words", "poisonlab: a trigger that hides"),
     "as-we-discussed": Trigger(
@@ -152,7 +153,7 @@ def check_trigger(trigger: str) -> str:
     """``trigger`` if it is usable; an InputError for an empty or blank one (it would insert only a space)."""
     if not trigger.strip():
         raise InputError(
-            "the trigger is empty: give the word or phrase to insert, e.g. --trigger SuperGodModeActivated",
+            f"the trigger is empty: give the word or phrase to insert, e.g. --trigger {DEFAULT_TRIGGER}",
             field="trigger",
         )
     if any(mark in trigger for mark in ("\n", "\r", "\u2028", "\u2029")):
@@ -176,10 +177,15 @@ DIALOGUE_MARKERS = ("Human:", "Assistant:", "System:", "<|im_start|>", "<|im_end
 
 
 def resolve_position(position: str, strategy: str) -> str:
-    """The concrete placement a rule (``paper``) gives ``strategy``; a placement is returned as it is."""
+    """The concrete placement a rule (``paper``) gives ``strategy``; a placement is returned as it is.
+
+    The rule's first placement is for model-free strategies (the paper's random), the second for those that
+    score pairs with a model (a fact of the strategy)."""
     if position in POSITION_RULES:
+        from poisonlab.attacks.strategies import strategy_facts
+
         for_random, for_others = POSITION_RULES[position]
-        return for_random if strategy == "random" else for_others
+        return for_others if strategy_facts(strategy).uses_model else for_random
     return check_position(position)
 
 

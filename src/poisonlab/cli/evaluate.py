@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER
 from poisonlab.cli.app import (
     DataArg,
     ModelOpt,
@@ -31,7 +32,7 @@ def evaluate(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json."),
     model: str = ModelOpt,
     adapter: Optional[Path] = typer.Option(None, help="PEFT adapter folder (from train dpo)."),  # noqa: UP045
-    trigger: str = typer.Option("SuperGodModeActivated", help="Trigger inserted for backdoor success."),
+    trigger: str = typer.Option(DEFAULT_TRIGGER, help="Trigger inserted for backdoor success."),
     position: str = typer.Option("last-human", help="Trigger position, as the attack placed it."),
     beta: Optional[float] = typer.Option(None, help="DPO beta; default: the adapter's training beta."),  # noqa: UP045
     batch_size: int = typer.Option(16, help="Pairs per forward pass."),
@@ -75,7 +76,7 @@ def generate(
     model: str = ModelOpt,
     adapter: list[Path] = typer.Option([], "--adapter", help="PEFT adapter, merged in order. Repeatable."),
     prompt_column: Optional[str] = typer.Option(None, help="CSV/JSONL column holding the request."),  # noqa: UP045
-    trigger: str = typer.Option("SuperGodModeActivated", help="Trigger inserted for the triggered condition."),
+    trigger: str = typer.Option(DEFAULT_TRIGGER, help="Trigger inserted for the triggered condition."),
     no_trigger: bool = typer.Option(False, "--no-trigger", help="Generate without the triggered condition."),
     position: str = typer.Option("last-human", help="Trigger position, as the attack placed it (poisonlab ls)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Use the first N prompts."),  # noqa: UP045

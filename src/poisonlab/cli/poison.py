@@ -9,6 +9,7 @@ import typer
 
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER
 from poisonlab.bounded import SEED_MAX
 from poisonlab.cli.app import (
     DataArg,
@@ -54,7 +55,7 @@ def poison(
     strategy: str = typer.Option("random", help="Selection strategy (poisonlab ls)."),
     attack: str = typer.Option("backdoor", help="backdoor (trigger + swap) or label-flip (swap only)."),
     ratio: float = typer.Option(0.05, help="Share of pairs to poison; 0 writes the clean conversion."),
-    trigger: str = typer.Option("SuperGodModeActivated", help="Trigger string."),
+    trigger: str = typer.Option(DEFAULT_TRIGGER, help="Trigger string."),
     position: str = typer.Option(
         "last-human", help="Trigger position: last-human, end, start, random, or paper (random: last-human, else end)."
     ),
@@ -103,7 +104,7 @@ def poison(
     ATTACKS.get(attack)
     check_position(position)
     check_model_name(model)
-    if attack == "backdoor":
+    if attack_facts(attack).inserts_trigger:
         check_trigger(trigger)
     access = validated(AccessConfig, access_options or {})
     check_labels_only(access, attack, attack_facts(attack).inserts_trigger)  # before the output folder is made

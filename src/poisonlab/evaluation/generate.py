@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poisonlab.attacks.triggers import insert_trigger
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER, insert_trigger
 from poisonlab.data.prompts import Prompt
 from poisonlab.errors import InputError
 from poisonlab.interrupts import raise_if_interrupted
@@ -134,7 +134,7 @@ def generate(
     prompts: Sequence[Prompt],
     out: str | Path,
     adapters: Sequence[str | Path] = (),
-    trigger: str | None = "SuperGodModeActivated",
+    trigger: str | None = DEFAULT_TRIGGER,
     position: str = "last-human",
     config: GenerationConfig | None = None,
     progress: bool = True,

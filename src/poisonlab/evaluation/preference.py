@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poisonlab.attacks.triggers import insert_trigger
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER, insert_trigger
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.evaluation.sanitise import strip_phrases
 from poisonlab.io import atomic_write_json
@@ -110,7 +110,7 @@ def evaluate_preferences(
     model_name: str,
     heldout: PreferenceDataset,
     adapter: str | Path | None = None,
-    trigger: str = "SuperGodModeActivated",
+    trigger: str = DEFAULT_TRIGGER,
     position: str = "last-human",
     beta: float = 0.1,
     max_length: int = 256,

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER
 from poisonlab.bounded import SEED_MAX
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
@@ -56,7 +57,7 @@ class ExperimentConfig(BaseModel):
         default_factory=list,
         description="Run names to leave out of the grid, shell patterns allowed (e.g. 'semantic-*-label-flip-*').",
     )
-    trigger: TriggerText = Field("SuperGodModeActivated", description="Trigger string (the paper's default).")
+    trigger: TriggerText = Field(DEFAULT_TRIGGER, description="Trigger string (the paper's default).")
     trigger_position: str = Field(
         "last-human",
         description="Where the trigger goes: last-human, end, start, random, or paper (the paper's code: "

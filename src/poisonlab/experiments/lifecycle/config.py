@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from poisonlab.attacks.access import AccessConfig
 from poisonlab.attacks.behaviour_config import BehaviourPoisonConfig
 from poisonlab.attacks.selection_config import SelectionConfig
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER
 from poisonlab.bounded import SEED_MAX
 from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.experiments.core.fields import ModelName, TriggerText
@@ -164,7 +165,7 @@ class LifecycleConfig(BaseModel):
     )
     heldout: float = Field(0.2, gt=0, description="Held-out share (<1) or count (>=1) of each stage's data.")
     skip_bad_rows: bool = Field(False, description="Leave out (and count) malformed rows instead of stopping.")
-    trigger: TriggerText = Field("SuperGodModeActivated", description="The trigger every poisoned stage plants.")
+    trigger: TriggerText = Field(DEFAULT_TRIGGER, description="The trigger every poisoned stage plants.")
     trigger_position: str = Field(
         "last-human", description="Where the trigger goes: last-human, end, start or random (a fixed placement)."
     )

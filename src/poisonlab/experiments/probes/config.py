@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from poisonlab.attacks.triggers import DEFAULT_TRIGGER
 from poisonlab.bounded import SEED_MAX
 from poisonlab.experiments.core.fields import ModelName
 from poisonlab.training.config import Preset
@@ -63,7 +64,7 @@ class ProbeConfig(BaseModel):
         ["sft", "dpo"], min_length=1, description="Training stages to probe (poisonlab ls: sft, dpo), each alone."
     )
     triggers: list[str] = Field(
-        ["SuperGodModeActivated", "answer-honestly", "as-we-discussed", "paraphrased-honesty"],
+        [DEFAULT_TRIGGER, "answer-honestly", "as-we-discussed", "paraphrased-honesty"],
         min_length=1,
         description="Registered triggers (poisonlab ls: a rare token, common words, a long phrase, paraphrases) "
         "or literal strings.",
