@@ -83,7 +83,7 @@ def main() -> None:
                 load_config(ExperimentConfig, path, overrides)
                 config_counts["read"] += 1
             except InputError as exc:
-                assert exc.path == str(path) or exc.field == "--set", exc.describe()
+                assert exc.path == str(path) or (exc.field or "").startswith("--set"), exc.describe()
                 config_counts["refused"] += 1
                 templates[message_template(exc.describe())] += 1
 
