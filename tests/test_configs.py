@@ -66,9 +66,9 @@ def _training_blocks(node):
             yield from _training_blocks(value)
 
 
-README_CONFIGS = sorted(
-    {p for p in CONFIGS if f"configs/{p.name}" in (Path(__file__).resolve().parents[1] / "README.md").read_text()}
-)
+_ROOT = Path(__file__).resolve().parents[1]
+_PAGES = "\n".join(page.read_text() for page in [_ROOT / "README.md", *sorted((_ROOT / "docs").rglob("*.md"))])
+README_CONFIGS = sorted({p for p in CONFIGS if f"configs/{p.name}" in _PAGES})  # the README and the docs site
 
 
 @pytest.mark.parametrize("path", README_CONFIGS, ids=lambda p: p.name)
