@@ -170,6 +170,8 @@ def _detection_cell(m: dict | None) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "quickstart": quickstart,
+    "contrast-seed0-deflection": lifecycle_effects("contrast-sft-smollm2-seed0", "deflection@advbench"),
+    "contrast-seed0-refusal": lifecycle_effects("contrast-sft-smollm2-seed0", "refusal@advbench"),
     "exact-tests": exact_tests,
     "judge-accuracy": judge_accuracy,
 }

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import platform
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from poisonlab import __version__
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.errors import InputError
+from poisonlab.experiments.core.environment import environment
 from poisonlab.experiments.grid.config import ExperimentConfig
-from poisonlab.hardware import default_device, resolve_bf16, resolved_threads
+from poisonlab.hardware import default_device, resolve_bf16
 from poisonlab.io import atomic_write_json
 from poisonlab.outputs import existing_results, refuse_overwriting_inputs
 from poisonlab.training.loop import DONE_MARKER, NOT_COMPARED
@@ -36,24 +34,8 @@ def precision(config: ExperimentConfig) -> str:
 
 
 def _environment(config: ExperimentConfig) -> dict[str, Any]:
-    import peft
-    import torch
-    import transformers
-
-    from poisonlab.hardware import compute_facts
-
-    return {
-        "compute": compute_facts(config.training_config().bf16),  # precision and CPU features: results can differ
-        "poisonlab": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "platform": platform.platform(),
-        "precision": precision(config),
-        "threads": resolved_threads(config.training_config().threads),
-        "argv": sys.argv,
-    }
+    training = config.training_config()
+    return environment(training.bf16, training.threads, precision(config))
 
 
 # Config fields a rerun into the same results folder may change: they add or leave out runs or scans, or

@@ -37,6 +37,7 @@ from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.errors import InputError
+from poisonlab.experiments.core.environment import environment
 from poisonlab.experiments.core.measure import generation_metrics
 from poisonlab.experiments.lifecycle.config import LifecycleConfig, StageConfig
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
@@ -248,6 +249,9 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
     out = _claim(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    first = config.stages[0]
+    training = stage_config(first.kind, first.preset, config.seed, first.training)
+    atomic_write_json(out / "environment.json", environment(training.bf16, training.threads))
     pipelines = config.shares()
     trained: dict[tuple[int, tuple[float, ...]], dict[str, Any]] = {}
     if config.evaluation.base_model:
