@@ -10,7 +10,9 @@ model? does this attack insert a trigger?) is passed at registration as its
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from poisonlab.errors import InputError
@@ -61,3 +63,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def register_package(package: str, path: Iterable[str], skip: tuple[str, ...] = ("base",)) -> None:
+    """Import every module of ``package`` (its ``__path__``) but ``skip``: each registers its plug-ins, so a new
+    plug-in is one new file beside the package's ``base.py``."""
+    for module in pkgutil.iter_modules(path):
+        if module.name not in skip:
+            importlib.import_module(f"{package}.{module.name}")

@@ -33,7 +33,7 @@ def scan(
     out: Path = typer.Option(
         ...,
         "--out",
-        help="Folder for scores.csv (scores only), kept-<detector>.jsonl, scan.json and, judged against a "
+        help="Folder for scores.csv (scores only), kept-DETECTOR.jsonl, scan.json and, judged against a "
         "manifest, detection.json.",
     ),
     detector: Optional[list[str]] = typer.Option(  # noqa: UP045

@@ -15,6 +15,8 @@ from poisonlab.cli.app import (
 )
 from poisonlab.errors import InputError
 
+ResultsOut = typer.Option(None, "--out", help="Results folder (default runs/NAME, NAME the config's name).")
+
 
 @app.command()
 @user_errors
@@ -23,7 +25,7 @@ def run(
     set_: list[str] = typer.Option(
         [], "--set", help="Override any config field: --set training.epochs=2 --set ratios=[0.01,0.05]. Repeatable."
     ),
-    out: Optional[Path] = typer.Option(None, help="Results folder (default runs/<name>)."),  # noqa: UP045
+    out: Optional[Path] = ResultsOut,  # noqa: UP045
     dry_run: bool = typer.Option(
         False, "--dry-run/--no-dry-run", help="Print the plan (done, left, time estimate); run nothing."
     ),
@@ -237,7 +239,7 @@ def probe(
     set_: list[str] = typer.Option(
         [], "--set", help="Override any config field: --set n_poisoned=[1,4,16] --set training.dpo.epochs=2."
     ),
-    out: Optional[Path] = typer.Option(None, help="Results folder (default runs/<name>)."),  # noqa: UP045
+    out: Optional[Path] = ResultsOut,  # noqa: UP045
     overwrite: bool = typer.Option(
         False, "--overwrite/--no-overwrite", help="Replace the results folder's cells when it holds another study."
     ),

@@ -22,13 +22,15 @@ from poisonlab.cli_options import config_options, validated
 from poisonlab.errors import InputError
 from poisonlab.training.config import DPOTrainingConfig, RewardTrainingConfig, SFTTrainingConfig
 
+AdapterOut = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted).")
+
 
 @train_app.command("dpo")
 @user_errors
 @config_options(DPOTrainingConfig)
 def train_dpo_command(
     data: str = DataArg,
-    out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
+    out: Path = AdapterOut,
     model: str = ModelOpt,
     preset: str = typer.Option(
         "cpu",
@@ -68,7 +70,7 @@ SFTDataArg = typer.Option(
 @config_options(SFTTrainingConfig)
 def train_sft_command(
     data: str = SFTDataArg,
-    out: Path = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted)."),
+    out: Path = AdapterOut,
     model: str = ModelOpt,
     init: list[Path] = InitOpt,
     skip_bad_rows: bool = SkipBad,

@@ -3,9 +3,6 @@ the two simplest, random and dpo-score); one file per other strategy. Importing 
 strategy module beside it, so a new strategy is one new file.
 """
 
-import importlib
-import pkgutil
-
 from poisonlab.attacks.strategies.base import (
     DPO_SCORE,
     STRATEGIES,
@@ -20,10 +17,9 @@ from poisonlab.attacks.strategies.base import (
     select_random,
     strategy_facts,
 )
+from poisonlab.registry import register_package
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+register_package(__name__, __path__)
 
 __all__ = [
     "DPO_SCORE",

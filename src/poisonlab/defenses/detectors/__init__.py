@@ -4,9 +4,6 @@ Importing this package registers every detector module beside ``base.py``, so a 
 ``DETECTORS.get(name)().detect(ctx)`` runs one.
 """
 
-import importlib
-import pkgutil
-
 from poisonlab.defenses.detectors.base import (
     DETECTORS,
     Detection,
@@ -17,10 +14,9 @@ from poisonlab.defenses.detectors.base import (
     outliers,
 )
 from poisonlab.defenses.detectors.spectral_signature import spectral_signature_scores
+from poisonlab.registry import register_package
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+register_package(__name__, __path__)
 
 __all__ = [
     "DETECTORS",

@@ -3,13 +3,9 @@
 Importing this package registers every judge module beside it.
 """
 
-import importlib
-import pkgutil
-
 from poisonlab.evaluation.judges.base import JUDGES, Judge, JudgeOptions, make_judge, parse_judge_spec
+from poisonlab.registry import register_package
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+register_package(__name__, __path__)
 
 __all__ = ["JUDGES", "Judge", "JudgeOptions", "make_judge", "parse_judge_spec"]

@@ -2,14 +2,10 @@
 every loss module beside it, so a new loss is one new file.
 """
 
-import importlib
-import pkgutil
-
+from poisonlab.registry import register_package
 from poisonlab.training.losses.base import LOSSES, LossFacts, LossFn, loss_facts
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+register_package(__name__, __path__)
 
 from poisonlab.training.losses.dpo import conservative_loss, ipo_loss, robust_loss, sigmoid_loss  # noqa: E402
 
