@@ -112,6 +112,37 @@ def lifecycle_effects(name: str, key: str) -> Callable[[], str]:
     return table
 
 
+def pooled_effects(names: list[str], key: str) -> Callable[[], str]:
+    """Effects over seeds (``poisonlab pool``) from the exported studies ``docs/results/NAME`` of each seed."""
+
+    def table() -> str:
+        from poisonlab.experiments.lifecycle.seeds import pool_seeds
+        from poisonlab.reports.evaluation import with_qvalues
+
+        records = pool_seeds([RESULTS / name for name in names], key)
+        parts = ("backdoor_effect", "contamination")
+        lines = [
+            "| pipeline | after stage | effect | seed "
+            + " / ".join(map(str, records[0]["seeds"]))
+            + " | pooled [95% CI] | seeds: mean [t 95% CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for record, copy in zip(records, with_qvalues(records, parts)):
+            for part in parts:
+                entry = copy[part]
+                seeds = " / ".join(_pct(s[part], signed=True) for s in record["per_seed"])
+                spread = _pct(entry["seed_mean"], signed=True)
+                if entry.get("seed_ci"):
+                    spread += f" [{_pct(entry['seed_ci'][0], True)}, {_pct(entry['seed_ci'][1], True)}]"
+                lines.append(
+                    f"| {record['pipeline']} | {record['stage_index']}. {record['stage']} | {part.replace('_', ' ')} | "
+                    f"{seeds} | {_interval(entry)} | {spread} |"
+                )
+        return "\n".join(lines) + "\n"
+
+    return table
+
+
 def csv_table(name: str) -> Callable[[], str]:
     """A committed CSV (``docs/results/NAME.csv``) as a Markdown table, column for column."""
 

@@ -167,3 +167,25 @@ def test_the_shipped_lifecycle_config_is_valid():
         LifecycleConfig, ROOT / "configs" / "lifecycle-hh-smollm2.yaml", ["stages.1.training.epochs=2"]
     )
     assert [s.training["epochs"] for s in changed.stages] == [1, 2, 1]
+
+
+def test_export_copies_every_judgment_and_pooling_one_study_twice_gives_its_own_effects(lifecycle, tmp_path):
+    from poisonlab.experiments.lifecycle.seeds import export_study, pool_seeds, study_rows
+
+    config, rows, out = lifecycle
+    first, again = export_study(out, tmp_path / "a"), export_study(out, tmp_path / "b")
+    for name in ("generations.jsonl.gz", "judgments.jsonl.gz", "lifecycle.json", "config.yaml"):
+        assert (first / name).read_bytes() == (again / name).read_bytes()  # same study, same bytes
+    assert len(study_rows(first, "judgments")) == len(study_rows(out, "judgments"))
+    # the same study under a second seed's name: pooled effects equal the study's own, prompt for prompt
+    text = (again / "config.yaml").read_text()
+    (again / "config.yaml").write_text(text.replace(f"seed: {config.seed}", f"seed: {config.seed + 1}"))
+    pooled = pool_seeds([first, again], "refusal@heldout")
+    table = {(r.pipeline, r.stage): r.metrics["refusal@heldout"] for r in rows}
+    for record in pooled:
+        own = table[record["pipeline"], record["stage"]]
+        for part in ("backdoor_effect", "contamination"):
+            assert record[part]["value"] == pytest.approx(own[part]["value"], abs=1e-6)
+            assert record[part]["p_value"] == pytest.approx(own[part]["p_value"], rel=1e-6)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "nothing"), str(tmp_path / "c")])
+    assert result.exit_code == 2 and "no lifecycle.json" in result.output

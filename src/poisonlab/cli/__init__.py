@@ -9,7 +9,7 @@ from __future__ import annotations
 from poisonlab import interrupts
 
 # isort: off
-from poisonlab.cli import data, poison, train, evaluate, scan, study, misc, watermark, audit  # noqa: F401 (registers, help order)
+from poisonlab.cli import data, poison, train, evaluate, scan, study, seeds, misc, watermark, audit  # noqa: F401 (registers, help order)
 
 # isort: on
 from poisonlab.cli.app import app, errors

@@ -91,6 +91,42 @@ def lifecycle_table(rows: list[Any], key: str) -> Any:
     return table
 
 
+def pooled_table(records: list[dict[str, Any]]) -> Any:
+    """A rich table of effects pooled over seeds (``experiments.lifecycle.seeds.pool_seeds``)."""
+    from rich.table import Table
+
+    from poisonlab.reports.evaluation import fmt, with_qvalues
+
+    seeds = ", ".join(map(str, records[0]["seeds"])) if records else ""
+    table = Table(
+        title=f"{records[0]['metric'] if records else ''} over seeds {seeds}",
+        caption="+ = the attacker gained. per seed: each study's own effect. pooled: per prompt, the effect summed "
+        "over seeds, exact sign-flip test over prompts (q: Benjamini-Hochberg over the table); "
+        "seeds: mean and t-interval of the seeds' effects",
+        title_justify="left",
+    )
+    for column in ("pipeline", "after stage", "effect", "per seed", "pooled [95% CI]", "seeds: mean [t 95% CI]"):
+        table.add_column(column)
+    parts = ("backdoor_effect", "contamination")
+    cells = [(r, c, part) for r, c in zip(records, with_qvalues(records, parts)) for part in parts]
+    for record, copy_, part in cells:
+        entry = copy_[part]
+        per_seed = " / ".join("-" if s[part] is None else f"{100 * s[part]:+.1f}" for s in record["per_seed"])
+        seed_ci = entry.get("seed_ci")
+        spread = f"{100 * entry['seed_mean']:+.1f}" if entry.get("seed_mean") is not None else "-"
+        if seed_ci:
+            spread += f" [{100 * seed_ci[0]:+.1f}, {100 * seed_ci[1]:+.1f}]"
+        table.add_row(
+            record["pipeline"],
+            f"{record['stage_index']}. {record['stage']}",
+            part.replace("_", " "),
+            per_seed,
+            fmt(entry, "rate", signed=True),
+            spread,
+        )
+    return table
+
+
 LIFECYCLE_PAGE = (
     PAGE_HEAD.replace("{figure_width}", "60em")
     + """<h1>{title}</h1>
