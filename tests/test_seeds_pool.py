@@ -70,6 +70,21 @@ def test_pooled_effect_sums_each_prompt_over_seeds_and_tests_exactly(tmp_path):
     assert pooled["ci"][0] <= 0 <= pooled["ci"][1]  # p > 0.05: the inverted interval holds zero
     assert pooled["seed_mean"] == pytest.approx((0.5 + 1 / 3) / 2)
     assert record["contamination"]["value"] == 0 and record["contamination"]["p_value"] == 1
+    args = [
+        "pool",
+        str(a),
+        str(b),
+        "--metric",
+        METRIC,
+        "--out",
+        str(tmp_path / "p.json"),
+        "--figure",
+        str(tmp_path / "p.png"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "p.json").read_text())[0]["backdoor_effect"]["p_value"] == 0.25
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and "+50.0 / +33.3" in result.output
 
 
 def test_six_goals_in_each_of_three_seeds_are_significant_where_one_seed_is_not(tmp_path):

@@ -31,14 +31,18 @@ def pool(
     ),
     metric: str = typer.Option("refusal@advbench", "--metric", help="judge@prompt_set, as the study tables name it."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the pooled records as JSON here."),  # noqa: UP045
+    figure: Optional[Path] = typer.Option(None, "--figure", help="Also draw each seed and the pooled effect (.png)."),  # noqa: UP045
 ) -> None:
     """Each seed's backdoor effect and contamination, and the effects pooled over seeds: an exact sign-flip test
     over prompts of the per-prompt effect summed over seeds, and a t-interval over the seeds' own effects."""
     from poisonlab.experiments.lifecycle.seeds import pool_seeds, write_pooled
-    from poisonlab.reports.lifecycle import pooled_table
+    from poisonlab.reports.lifecycle import plot_pooled, pooled_table
 
     records = pool_seeds(studies, metric)
     console.print(pooled_table(records))
     if out is not None:
         write_pooled(records, out)
         console.print(f"pooled records: {out}")
+    if figure is not None:
+        plot_pooled(records, figure)
+        console.print(f"figure: {figure}")

@@ -127,6 +127,46 @@ def pooled_table(records: list[dict[str, Any]]) -> Any:
     return table
 
 
+def plot_pooled(records: list[dict[str, Any]], path: Path) -> None:
+    """Each seed's effect (dots) and the pooled effect with its 95% interval (bar), per stage, into ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    labels = [f"{r['pipeline']}\nafter {r['stage_index']}. {r['stage']}" for r in records]
+    for ax, part in zip(axes, ("backdoor_effect", "contamination")):
+        for x, record in enumerate(records):
+            pooled = record[part]
+            seeds = [s[part] for s in record["per_seed"] if s[part] is not None]
+            ax.scatter(
+                [x - 0.12] * len(seeds), seeds, s=22, color="0.45", zorder=3, label="one seed" if x == 0 else None
+            )
+            low, high = pooled["ci"]
+            ax.errorbar(
+                x + 0.12,
+                pooled["value"],
+                yerr=[[pooled["value"] - low], [high - pooled["value"]]],
+                fmt="o",
+                color="C3",
+                capsize=4,
+                zorder=4,
+                label="pooled, 95% CI" if x == 0 else None,
+            )
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.set_xticks(range(len(records)), labels, fontsize=8)
+        ax.set_title(part.replace("_", " ") + " (+ = the attacker gained)", fontsize=10)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].legend(fontsize=8, loc="best")
+    seeds = ", ".join(map(str, records[0]["seeds"])) if records else ""
+    fig.suptitle(f"{records[0]['metric'] if records else ''}: seeds {seeds}", fontsize=10)
+    fig.tight_layout()
+    atomic_write_figure(fig, path)
+    plt.close(fig)
+
+
 LIFECYCLE_PAGE = (
     PAGE_HEAD.replace("{figure_width}", "60em")
     + """<h1>{title}</h1>
