@@ -59,6 +59,7 @@ def list_plugins() -> None:
     from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
     from poisonlab.attacks.triggers import TRIGGERS
     from poisonlab.defenses import DETECTORS, FEATURES
+    from poisonlab.evaluation.context import SYSTEM_PROMPTS
     from poisonlab.evaluation.judges import JUDGES
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
@@ -76,6 +77,7 @@ def list_plugins() -> None:
         ("detectors (poisonlab scan; DETECTOR:FEATURES)", DETECTORS.names()),
         ("detector features", FEATURES.names()),
         ("judges (poisonlab judge; reward:DIR)", JUDGES.names()),
+        ("system prompt presets (evaluation context; or any text)", SYSTEM_PROMPTS.names()),
         ("built-in models", BUILTIN_MODELS.names()),
     ):
         console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)

@@ -294,7 +294,7 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
 
 
 def _metric_keys(config: LifecycleConfig) -> list[str]:
-    return [f"{j}@{s.name}" for s in config.evaluation.prompt_sets for j in config.evaluation.judges]
+    return config.evaluation.metric_keys()
 
 
 CSV_FIELDS = ["pipeline", "stage_index", "stage", "kind", "share", "n_poisoned", "n_poisoned_so_far", "metric"]
