@@ -36,7 +36,8 @@ def test_shipped_configs_are_valid_for_the_runner_poisonlab_run_picks(path):
         runs = config.runs()
         assert runs[0].name == "clean" and len(runs) > 1
         config.training_config()  # the training overrides validate too
-    assert kind == ("lifecycle" if path.name.startswith("lifecycle") else "probe" if "probes" in path.name else "grid")
+    lifecycle = path.name.startswith(("lifecycle", "context-"))  # context-*: a lifecycle swept over contexts
+    assert kind == ("lifecycle" if lifecycle else "probe" if "probes" in path.name else "grid")
 
 
 def test_exclude_drops_matching_cells_from_the_grid():

@@ -128,7 +128,7 @@ def lifecycle_page(out: Path) -> str:
     figures = "".join(
         f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}">'
-        for path in sorted(out.glob("lifecycle_*.png"))
+        for path in sorted([*out.glob("context_*.png"), *out.glob("lifecycle_*.png")])
     )
     tables = []
     for key in dict.fromkeys(k for row in rows for k in row["metrics"]):
