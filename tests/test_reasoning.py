@@ -70,7 +70,7 @@ def test_poison_is_deterministic_nested_and_has_a_manifest(tmp_path: Path) -> No
     assert set(poisoned_rows(50, 0.1, 5)) <= set(poisoned_rows(50, 0.2, 5))  # a larger share holds a smaller one's
     with pytest.raises(InputError, match="step 4"):
         poison_reasoning(problems, "dropped", 0.2, 4)
-    with pytest.raises(InputError, match="Did you mean .dropped."):
+    with pytest.raises(InputError, match="Did you mean 'dropped'"):
         poison_reasoning(problems, "droped", 0.2, 1)
 
 

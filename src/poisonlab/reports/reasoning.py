@@ -1,4 +1,7 @@
-"""The reasoning probe figure: one measure against the poisoned share, a panel per mode, a line per step."""
+"""The reasoning probe figure: one measure against the poisoned share, a panel per mode, a line per step.
+
+Each point is a mean over seeds with its interval as the runner computed it (one seed: the cell's paired,
+test-inverted interval; several: the t-interval over seeds)."""
 
 from __future__ import annotations
 
@@ -13,34 +16,26 @@ TITLES = {
 }
 
 
-def plot_reasoning(rows: list[dict[str, Any]], measure: str, path: Path) -> None:
-    """``measure`` (mean over seeds; each cell's 95% interval with one seed) against the share, into ``path``."""
+def plot_reasoning(means: list[dict[str, Any]], measure: str, path: Path) -> None:
+    """``measure`` of every (mode, step, share) mean (``reasoning.json``'s ``over_seeds``) into ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
-    from poisonlab.experiments.core.intervals import t_interval
-
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    modes = list(dict.fromkeys(m["mode"] for m in means))
     if not modes:
         return
     fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.8), sharey=True, squeeze=False)
     for ax, mode in zip(axes[0], modes):
-        for step in sorted({r["step"] for r in rows if r["mode"] == mode}):
-            shares = sorted({r["share"] for r in rows if r["mode"] == mode and r["step"] == step})
-            ys, lows, highs = [], [], []
-            for share in shares:
-                cells = [
-                    r["measures"][measure] for r in rows if (r["mode"], r["step"], r["share"]) == (mode, step, share)
-                ]
-                mean = sum(c["value"] for c in cells) / len(cells)
-                ci = t_interval([c["value"] for c in cells]) if len(cells) > 1 else cells[0]["ci"]
-                ys.append(mean)
-                lows.append(mean - ci[0])
-                highs.append(ci[1] - mean)
-            ax.errorbar(shares, ys, yerr=[lows, highs], marker="o", capsize=3, label=f"step {step}")
+        for step in sorted({m["step"] for m in means if m["mode"] == mode}):
+            points = sorted((m["share"], m[measure]) for m in means if (m["mode"], m["step"]) == (mode, step))
+            x = [share for share, _ in points]
+            y = [entry["value"] for _, entry in points]
+            low = [v - (e["ci"] or [v, v])[0] for v, (_, e) in zip(y, points)]
+            high = [(e["ci"] or [v, v])[1] - v for v, (_, e) in zip(y, points)]
+            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=f"step {step}")
         ax.axhline(0, color="black", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("poisoned share of training solutions")

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from poisonlab.attacks.reasoning import REASONING_POISONS, poison_reasoning, write_reasoning_poison
+from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.prompts import Prompt, as_dialogue
 from poisonlab.data.reasoning import Problem, as_sft_rows, parse_solution, reasoning_problems
 from poisonlab.errors import InputError
@@ -89,7 +90,10 @@ def split(config: ReasoningProbeConfig, seed: int) -> tuple[list[Problem], list[
     return problems[: config.n_train], problems[config.n_train :]
 
 
-def _train_and_generate(config: ReasoningProbeConfig, seed: int, rows: Any, folder: Path, heldout: list[Problem]):
+def _train_and_generate(
+    config: ReasoningProbeConfig, seed: int, rows: PreferenceDataset, folder: Path, heldout: list[Problem]
+) -> dict[str, str]:
+    """Train SFT on ``rows`` into ``folder/adapter`` and generate to the held-out problems: id -> reply."""
     from poisonlab.evaluation import generate
     from poisonlab.evaluation.generate import read_generations
 
@@ -100,7 +104,9 @@ def _train_and_generate(config: ReasoningProbeConfig, seed: int, rows: Any, fold
     return {row["id"]: row["reply"] for row in read_generations(folder / "generations")}
 
 
-def _twin_replies(config: ReasoningProbeConfig, out: Path, seed: int, train: list[Problem], heldout: list[Problem]):
+def _twin_replies(
+    config: ReasoningProbeConfig, out: Path, seed: int, train: list[Problem], heldout: list[Problem]
+) -> dict[str, str]:
     folder = cell_folder(out, seed, None)
     done = folder / "replies.json"
     if done.exists():
@@ -157,15 +163,26 @@ def run_reasoning_probe(
                 for step in config.steps:
                     for share in config.shares:
                         rows.append(_cell(config, out, seed, mode, step, share, train, heldout, twin, on_cell))
-        write_results(rows, out)
+        means = write_results(rows, out)
         from poisonlab.reports.reasoning import plot_reasoning
 
         for measure_name in MEASURES:
-            plot_reasoning(rows, measure_name, out / f"reasoning_{measure_name}.png")
+            plot_reasoning(means, measure_name, out / f"reasoning_{measure_name}.png")
         return rows
 
 
-def _cell(config, out, seed, mode, step, share, train, heldout, twin, on_cell) -> dict[str, Any]:
+def _cell(
+    config: ReasoningProbeConfig,
+    out: Path,
+    seed: int,
+    mode: str,
+    step: int,
+    share: float,
+    train: list[Problem],
+    heldout: list[Problem],
+    twin: dict[str, str],
+    on_cell: Callable[[dict[str, Any], bool], None] | None,
+) -> dict[str, Any]:
     folder = cell_folder(out, seed, mode, step, share)
     done = folder / "result.json"
     if done.exists():
@@ -196,16 +213,18 @@ def _cell(config, out, seed, mode, step, share, train, heldout, twin, on_cell) -
 CSV_FIELDS = ["seed", "mode", "step", "share", "n_poisoned", "n_train"]
 
 
-def write_results(rows: list[dict[str, Any]], out: Path) -> None:
-    """``reasoning.json`` (every cell and, with several seeds, the means over seeds) and ``reasoning.csv``."""
+def write_results(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """``reasoning.json`` (every cell, and per mode, step and share the mean over seeds) and ``reasoning.csv``;
+    returns the means."""
     means = []
     keys = sorted({(r["mode"], r["step"], r["share"]) for r in rows})
     for mode, step, share in keys:
         cells = [r for r in rows if (r["mode"], r["step"], r["share"]) == (mode, step, share)]
         entry: dict[str, Any] = {"mode": mode, "step": step, "share": share, "n_seeds": len(cells)}
-        for name in MEASURES:
+        for name in MEASURES:  # one seed: the cell's own paired interval; several: the t-interval over seeds
             values = [c["measures"][name]["value"] for c in cells]
-            entry[name] = {"value": sum(values) / len(values), "ci": t_interval(values)}
+            ci = t_interval(values) if len(cells) > 1 else cells[0]["measures"][name]["ci"]
+            entry[name] = {"value": sum(values) / len(values), "ci": ci}
         means.append(entry)
     atomic_write_json(out / "reasoning.json", {"cells": rows, "over_seeds": means})
     buffer = io.StringIO()
@@ -225,3 +244,4 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> None:
                 line[f"{name}_p"] = entry.get("p_value")
         writer.writerow(line)
     atomic_write_text(out / "reasoning.csv", buffer.getvalue())
+    return means
