@@ -124,3 +124,20 @@ def test_generate_cli_takes_the_context_flags(tiny_model: str, tmp_path: Path, f
     assert rows[0]["context"]["system_prompt"] == "safety" and len(rows[0]["context"]["demonstrations"]) == 1
     result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "h"), "--n-demonstrations", "2"])
     assert result.exit_code == 2 and "needs a demonstrations file" in result.output and not (tmp_path / "h").exists()
+
+
+def test_a_missing_context_file_is_refused_before_anything_is_written(tiny_model: str, tmp_path: Path) -> None:
+    prompts = load_prompts("synthetic", limit=2)
+    for context, field in (
+        (ContextConfig(passages=str(tmp_path / "none.jsonl")), "passages"),
+        (ContextConfig(demonstrations=str(tmp_path / "none.jsonl"), n_demonstrations=1), None),
+    ):
+        with pytest.raises(InputError) as error:
+            generate(tiny_model, prompts, tmp_path / "g", progress=False, context=context)
+        assert "none.jsonl" in str(error.value) and (field is None or error.value.field == field)
+        assert not (tmp_path / "g").exists()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"txt": "typo"}\n')
+    with pytest.raises(InputError, match="non-empty 'text'") as error:
+        Context(ContextConfig(passages=str(bad)), 0)
+    assert error.value.line == 2

@@ -191,6 +191,12 @@ class Context:
         return dialogue, record
 
 
+def check_contexts(contexts: list[ContextConfig], seed: int = 0) -> None:
+    """Read every context's files (an InputError names the file): a study calls it before it writes anything."""
+    for config in contexts:
+        Context(config, seed)
+
+
 def context_settings(config: ContextConfig) -> dict[str, Any]:
     """What generation_config.json records of a context: its fields and the sha256 of its files."""
     from poisonlab.io import sha256_path

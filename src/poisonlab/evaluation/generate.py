@@ -177,19 +177,17 @@ def generate(
     settings = generation_settings(model, adapters, prompts, trigger, position, config)
     if strip:  # recorded only when used, so folders made before the option read the same
         settings["strip"] = list(strip)
+    wrap = None
     if context is not None and context != ContextConfig():  # the same: recorded only when used
         settings["context"] = context_settings(context)
-    else:
-        context = None
+        wrap = Context(context, config.seed)  # its files read (and checked) before anything is written
     final = out / GENERATIONS
     if final.exists() and (out / SETTINGS).exists() and json.loads((out / SETTINGS).read_text()) == settings:
         return final
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, settings)
     final.unlink(missing_ok=True)
-    rows = _rows_to_do(
-        prompts, trigger, position, config.seed, strip, Context(context, config.seed) if context else None
-    )
+    rows = _rows_to_do(prompts, trigger, position, config.seed, strip, wrap)
     done = _read_partial(out / PARTIAL)
 
     tokenizer = load_tokenizer(model)

@@ -247,6 +247,9 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
 
     check_model_name(config.model)
     data = stage_data(config)
+    from poisonlab.evaluation.context import check_contexts
+
+    check_contexts(config.evaluation.contexts, config.evaluation.generation.seed)
     out = _claim(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
