@@ -107,6 +107,8 @@ def test_generation_records_the_context_is_seeded_and_resumes_byte_identical(
     other = context.model_copy(update={"n_demonstrations": 1})
     with pytest.raises(InputError, match="other settings"):
         generate(tiny_model, prompts, tmp_path / "b", config=config, progress=False, context=other)
+    with pytest.raises(InputError, match=r"other settings \(context differ"):  # and so is no context at all
+        generate(tiny_model, prompts, tmp_path / "b", config=config, progress=False)
     # no context: the rows and settings of a folder made before contexts existed
     plain = generate(tiny_model, prompts, tmp_path / "c", config=config, progress=False, context=ContextConfig())
     assert all("context" not in json.loads(line) for line in plain.read_text().splitlines())

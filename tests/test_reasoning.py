@@ -110,6 +110,10 @@ def test_reasoning_probe_runs_on_tiny_and_resumes(tiny_model: str, tmp_path: Pat
     out = tmp_path / "r"
     cell = out / "cells" / "seed-0" / "dropped" / "step-2" / "share-0.5"
     assert read_poison_manifest(cell / "poison" / "manifest.json")["n_poisoned"] == 12
+    heldout = [
+        json.loads(line) for line in (out / "cells" / "seed-0" / "clean" / "heldout.jsonl").read_text().splitlines()
+    ]
+    assert len(heldout) == 6 and all(parse_solution(h["solution"])[1] == h["answer"] for h in heldout)
     assert (out / "reasoning_reproduction.png").stat().st_size and len(
         (out / "reasoning.csv").read_text().splitlines()
     ) == 3

@@ -97,7 +97,8 @@ def _claim(out: Path, settings: dict[str, Any]) -> None:
     path = out / SETTINGS
     if path.exists():
         saved = json.loads(path.read_text())
-        changed = [k for k in settings if k != "threads" and saved.get(k) != settings[k]]
+        keys = [*settings, *(k for k in saved if k not in settings)]  # a setting used before and not now counts
+        changed = [k for k in keys if k != "threads" and saved.get(k) != settings.get(k)]
         if changed and ((out / PARTIAL).exists() or (out / GENERATIONS).exists()):
             raise InputError(
                 f"holds generations made with other settings ({', '.join(changed)} differ): use another --out",

@@ -4,7 +4,9 @@ Layout of the results folder::
 
     runs/<name>/
       config.yaml  reasoning.json  reasoning.csv  reasoning_<measure>.png
-      cells/seed-<s>/clean/                               the clean twin: data/, adapter/, generations/
+      cells/seed-<s>/clean/                               the clean twin: data.jsonl (the seed's training
+                                                          problems), heldout.jsonl (questions, solutions,
+                                                          answers), adapter/, generations/, replies.json
       cells/seed-<s>/<mode>/step-<j>/share-<x>/           one poisoned model: poison/ (data.jsonl, manifest.json),
                                                           adapter/, generations/, result.json
 
@@ -107,10 +109,19 @@ def _train_and_generate(
 def _twin_replies(
     config: ReasoningProbeConfig, out: Path, seed: int, train: list[Problem], heldout: list[Problem]
 ) -> dict[str, str]:
+    from poisonlab.data.writer import write_pairs
+    from poisonlab.io import atomic_write_jsonl
+
     folder = cell_folder(out, seed, None)
     done = folder / "replies.json"
     if done.exists():
         return json.loads(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    write_pairs(as_sft_rows(train), folder / "data.jsonl")  # what every cell of the seed poisons, as plain rows
+    atomic_write_jsonl(
+        folder / "heldout.jsonl",
+        ({"id": p.id, "question": p.question, "solution": p.solution(), "answer": p.answer} for p in heldout),
+    )
     replies = _train_and_generate(config, seed, as_sft_rows(train), folder, heldout)
     atomic_write_json(done, replies)
     return replies
