@@ -37,12 +37,17 @@ def plot_reasoning(means: list[dict[str, Any]], measure: str, path: Path) -> Non
             high = [(e["ci"] or [v, v])[1] - v for v, (_, e) in zip(y, points)]
             ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=f"step {step}")
         ax.axhline(0, color="black", linestyle="--", linewidth=1)
+        shares = sorted({m["share"] for m in means if m["mode"] == mode})
         ax.set_xscale("log")
+        ax.set_xticks(shares, [f"{share:g}" for share in shares])
+        ax.minorticks_off()
         ax.set_xlabel("poisoned share of training solutions")
         ax.set_title(mode, fontsize=10)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(TITLES.get(measure, measure) + "\n(+ = the attacker gained; 95% intervals)", fontsize=8)
+    low, high = axes[0][0].get_ylim()  # all zeros (a model that learnt nothing) still gets a readable axis
+    axes[0][0].set_ylim(min(low, -0.1), max(high, 0.1))
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     atomic_write_figure(fig, path)

@@ -228,7 +228,7 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]
     """``reasoning.json`` (every cell, and per mode, step and share the mean over seeds) and ``reasoning.csv``;
     returns the means."""
     means = []
-    keys = sorted({(r["mode"], r["step"], r["share"]) for r in rows})
+    keys = list(dict.fromkeys((r["mode"], r["step"], r["share"]) for r in rows))  # in the config's order
     for mode, step, share in keys:
         cells = [r for r in rows if (r["mode"], r["step"], r["share"]) == (mode, step, share)]
         entry: dict[str, Any] = {"mode": mode, "step": step, "share": share, "n_seeds": len(cells)}
