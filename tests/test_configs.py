@@ -23,6 +23,10 @@ def test_shipped_configs_are_valid_for_the_runner_poisonlab_run_picks(path):
         )
     elif kind == "probe":
         load_config(ProbeConfig, path)
+    elif kind == "reasoning":
+        from poisonlab.experiments.reasoning import ReasoningProbeConfig
+
+        load_config(ReasoningProbeConfig, path)
     else:
         overrides = []
         init = (yaml.safe_load(path.read_text()) or {}).get("init")
@@ -36,7 +40,11 @@ def test_shipped_configs_are_valid_for_the_runner_poisonlab_run_picks(path):
         runs = config.runs()
         assert runs[0].name == "clean" and len(runs) > 1
         config.training_config()  # the training overrides validate too
-    assert kind == ("lifecycle" if path.name.startswith("lifecycle") else "probe" if "probes" in path.name else "grid")
+    lifecycle = path.name.startswith(("lifecycle", "context-"))  # context-*: a lifecycle swept over contexts
+    reasoning = path.name.startswith("reasoning-probe")
+    assert kind == (
+        "lifecycle" if lifecycle else "reasoning" if reasoning else "probe" if "probes" in path.name else "grid"
+    )
 
 
 def test_exclude_drops_matching_cells_from_the_grid():

@@ -20,6 +20,7 @@ from poisonlab.cli.app import (
     user_errors,
 )
 from poisonlab.cli_options import config_options, validated
+from poisonlab.evaluation.context import ContextConfig
 from poisonlab.evaluation.generate import GenerationConfig
 from poisonlab.evaluation.judges import JudgeOptions
 from poisonlab.training.config import DPOTrainingConfig
@@ -68,6 +69,7 @@ def evaluate(
 @app.command()
 @user_errors
 @config_options(GenerationConfig)
+@config_options(ContextConfig, skip=("name",), into="context_overrides")
 def generate(
     prompts: str = typer.Option(
         ..., "--prompts", help="Prompt file: AdvBench/HarmBench CSV, JSONL with 'prompt', .txt, or any preference file."
@@ -81,8 +83,11 @@ def generate(
     position: str = typer.Option("last-human", help="Trigger position, as the attack placed it (poisonlab ls)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Use the first N prompts."),  # noqa: UP045
     overrides: dict[str, Any] | None = None,
+    context_overrides: dict[str, Any] | None = None,
 ) -> None:
-    """Replies to a prompt set with and without the trigger -> DIR/generations.jsonl."""
+    """Replies to a prompt set with and without the trigger -> DIR/generations.jsonl.
+
+    A context (--system-prompt, --demonstrations with --n-demonstrations, --passages) wraps every prompt."""
     from poisonlab.attacks.triggers import TRIGGER_POSITIONS
     from poisonlab.data.prompts import load_prompts
     from poisonlab.evaluation import generate as generate_replies
@@ -92,6 +97,7 @@ def generate(
 
     TRIGGER_POSITIONS.get(position)
     config = validated(GenerationConfig, overrides or {})
+    context = validated(ContextConfig, context_overrides or {})
     if not no_trigger:
         from poisonlab.attacks.triggers import check_trigger
 
@@ -110,9 +116,12 @@ def generate(
         "trigger": None if no_trigger else trigger,
         "position": position,
         "config": config.model_dump(mode="json"),
+        **({"context": context.model_dump(mode="json")} if context != ContextConfig() else {}),
     }
     with one_writer(out, "generate", settings):
-        path = generate_replies(model, items, out, adapter, None if no_trigger else trigger, position, config)
+        path = generate_replies(
+            model, items, out, adapter, None if no_trigger else trigger, position, config, context=context
+        )
     console.print(f"{len(items)} prompts x {1 if no_trigger else 2} conditions -> {path}")
 
 

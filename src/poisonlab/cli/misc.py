@@ -57,8 +57,10 @@ def verify(
 def list_plugins() -> None:
     """Registered strategies, attacks, trigger positions, prompt encoders, losses and built-in models."""
     from poisonlab.attacks import ATTACKS, ENCODERS, POSITION_RULES, STRATEGIES, TRIGGER_POSITIONS
+    from poisonlab.attacks.reasoning import REASONING_POISONS
     from poisonlab.attacks.triggers import TRIGGERS
     from poisonlab.defenses import DETECTORS, FEATURES
+    from poisonlab.evaluation.context import SYSTEM_PROMPTS
     from poisonlab.evaluation.judges import JUDGES
     from poisonlab.models import BUILTIN_MODELS
     from poisonlab.training import LOSSES
@@ -68,6 +70,7 @@ def list_plugins() -> None:
     for label, names in (
         ("strategies", STRATEGIES.names()),
         ("attacks", ATTACKS.names()),
+        ("reasoning poisons (poisonlab reasoning `modes:`)", REASONING_POISONS.names()),
         ("triggers (or any string)", [f"{n} ({TRIGGERS.get(n).kind})" for n in TRIGGERS.names()]),
         ("trigger positions", TRIGGER_POSITIONS.names() + rules),
         ("prompt encoders (semantic-diversity; or a model folder)", ENCODERS.names()),
@@ -76,6 +79,7 @@ def list_plugins() -> None:
         ("detectors (poisonlab scan; DETECTOR:FEATURES)", DETECTORS.names()),
         ("detector features", FEATURES.names()),
         ("judges (poisonlab judge; reward:DIR)", JUDGES.names()),
+        ("system prompt presets (evaluation context; or any text)", SYSTEM_PROMPTS.names()),
         ("built-in models", BUILTIN_MODELS.names()),
     ):
         console.print(f"[bold]{label}[/]: {', '.join(names)}", highlight=False)

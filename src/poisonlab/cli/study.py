@@ -56,6 +56,8 @@ def run(
             raise InputError(f"a {kind} study runs in this process: --dry-run, --executor and --jobs do not apply")
         if kind == "probe":
             probe(config, set_, out, overwrite)
+        elif kind == "reasoning":
+            reasoning(config, set_, out, overwrite)
         else:
             _run_lifecycle(config, overrides, overwrite)
         return
@@ -140,7 +142,8 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
 
 
 def study_kind(config: Path) -> str:
-    """``lifecycle`` (top-level ``pipelines:``), ``probe`` (``n_poisoned:``) or ``grid`` (an ExperimentConfig).
+    """``lifecycle`` (top-level ``pipelines:``), ``probe`` (``n_poisoned:``), ``reasoning`` (``modes:``) or ``grid``
+    (an ExperimentConfig).
 
     Unreadable files count as ``grid``: ``load_config`` then reports what is wrong, with the line.
     """
@@ -154,6 +157,8 @@ def study_kind(config: Path) -> str:
         return "grid"
     if not isinstance(data, dict):
         return "grid"
+    if "modes" in data:
+        return "reasoning"
     return "lifecycle" if "pipelines" in data else "probe" if "n_poisoned" in data else "grid"
 
 
@@ -270,6 +275,41 @@ def probe(
         console.print(probes_table(rows, stage))
     console.print(rows_needed_table(rows_needed(rows)))
     console.print(f"figures: {folder}/probes_<stage>.png; every row: {folder}/probes.csv and probes.json")
+
+
+@app.command()
+@user_errors
+def reasoning(
+    config: Path = typer.Argument(..., help="Reasoning probe YAML (see configs/reasoning-probe-tiny.yaml)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any config field: --set shares=[0.1,0.5]."),
+    out: Optional[Path] = ResultsOut,  # noqa: UP045
+    overwrite: bool = typer.Option(
+        False, "--overwrite/--no-overwrite", help="Replace the results folder's cells when it holds another study."
+    ),
+) -> None:
+    """Poisoned worked solutions: final-answer accuracy and the poisoned step reproduced, per mode, step, share."""
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments.reasoning import ReasoningProbeConfig, run_reasoning_probe
+    from poisonlab.experiments.reasoning.runner import results_folder
+
+    study = load_config(ReasoningProbeConfig, config, list(set_) + ([f"out={out}"] if out else []))
+    folder = results_folder(study)
+    total = len(study.seeds) * len(study.modes) * len(study.steps) * len(study.shares)
+    console.print(f"[bold]{study.name}[/]: model {study.model}, {total} cells (and a clean twin per seed) -> {folder}")
+
+    def show(cell: dict[str, Any], ran: bool) -> None:
+        m = cell["measures"]
+        when = f"{cell['minutes']:.1f} min" if ran else "finished earlier"
+        console.print(
+            f"  seed {cell['seed']} {cell['mode']} step {cell['step']} share {cell['share']:g}: accuracy "
+            f"{m['accuracy']['value']:.1%} (twin {m['twin_accuracy']['value']:.1%}), poisoned step reproduced "
+            f"{m['reproduction_rate']['value']:.1%} (twin {m['twin_reproduction_rate']['value']:.1%})"
+            f" ({when})",
+            highlight=False,
+        )
+
+    run_reasoning_probe(study, overwrite=overwrite, on_cell=show)
+    console.print(f"every cell: {folder}/reasoning.csv and reasoning.json; figures: {folder}/reasoning_*.png")
 
 
 # --- poisonlab audit bias: bias audits by optimised perturbation (poisonlab.audits; arXiv 2502.14182 Sec. 4) ---

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from poisonlab.evaluation.context import ContextConfig
 from poisonlab.evaluation.generate import GenerationConfig
 from poisonlab.evaluation.judges.base import JudgeOptions
 
@@ -43,6 +44,12 @@ class EvaluationConfig(BaseModel):
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
     judge_options: JudgeOptions = Field(default_factory=JudgeOptions, description="Options of the judges.")
     base_model: bool = Field(True, description="Also evaluate the untrained base model (row 'base model').")
+    contexts: list[ContextConfig] = Field(
+        default_factory=list,
+        description="Inference-time contexts (system prompt, k clean demonstrations, retrieved passages): every "
+        "prompt set is generated and judged once per context, as metric judge@set~context, each against the "
+        "clean twin under the same context. Empty: the bare prompts (judge@set).",
+    )
 
     @field_validator("judges")
     @classmethod
@@ -52,6 +59,24 @@ class EvaluationConfig(BaseModel):
         for spec in specs:
             parse_judge_spec(spec)
         return specs
+
+    @field_validator("contexts")
+    @classmethod
+    def _unique_contexts(cls, contexts: list[ContextConfig]) -> list[ContextConfig]:
+        names = [c.name for c in contexts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"context names repeat: {names}")
+        return contexts
+
+    def conditions(self) -> list[tuple[str, PromptSet, ContextConfig | None]]:
+        """(key, prompt set, context) of every generation: the key is ``set`` or ``set~context``."""
+        if not self.contexts:
+            return [(s.name, s, None) for s in self.prompt_sets]
+        return [(f"{s.name}~{c.name}", s, c) for s in self.prompt_sets for c in self.contexts]
+
+    def metric_keys(self) -> list[str]:
+        """``<judge>@<key>`` of every judge and generation (see :meth:`conditions`)."""
+        return [f"{judge}@{key}" for key, _, _ in self.conditions() for judge in self.judges]
 
     @field_validator("prompt_sets")
     @classmethod

@@ -10,7 +10,9 @@ chance for every model, and only generations show what the poison did.
 model was given (the trigger inserted, the chat template applied, the left cut made:
 the prompt tokens decoded with their special tokens). The trigger is inserted with the
 attack's own placement function, so the model sees it where training put it. Files
-written before ``model_input`` existed still read.
+written before ``model_input`` existed still read. Generated with an inference-time
+context (:mod:`poisonlab.evaluation.context`), every row also has ``context``: its name,
+and the ids of the demonstrations and passages it held.
 
 Batches are sorted by prompt length and left-padded. Each finished batch is
 appended (and fsynced) to ``generations.partial.jsonl``; a killed run continues
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from poisonlab.attacks.triggers import DEFAULT_TRIGGER, insert_trigger
 from poisonlab.data.prompts import Prompt
 from poisonlab.errors import InputError
+from poisonlab.evaluation.context import Context, ContextConfig, context_settings
 from poisonlab.interrupts import raise_if_interrupted
 from poisonlab.io import atomic_write_json, atomic_write_jsonl, json_lines, sha256_path
 from poisonlab.progress import progress_bar
@@ -62,16 +65,25 @@ class GenerationConfig(BaseModel):
 
 
 def _rows_to_do(
-    prompts: Sequence[Prompt], trigger: str | None, position: str, seed: int, strip: Sequence[str] = ()
+    prompts: Sequence[Prompt],
+    trigger: str | None,
+    position: str,
+    seed: int,
+    strip: Sequence[str] = (),
+    context: Context | None = None,
 ) -> list[dict[str, Any]]:
     """(id, clean prompt, triggered?, model input) for each prompt and condition, in output order; the input
-    has ``strip``'s phrases removed (an inference-time defense), after the trigger went in."""
+    is wrapped in ``context`` (after the trigger went in) and has ``strip``'s phrases removed (an
+    inference-time defense), after both."""
     rows = []
     for prompt in prompts:
         rows.append({"id": prompt.id, "prompt": prompt.text, "triggered": False, "input": prompt.text})
         if trigger:
             placed = insert_trigger(prompt.text, trigger, position, seed, prompt.id)
             rows.append({"id": prompt.id, "prompt": prompt.text, "triggered": True, "input": placed})
+    if context is not None:
+        for row in rows:
+            row["input"], row["context"] = context.apply(row["input"], row["prompt"], row["id"])
     if strip:
         from poisonlab.evaluation.sanitise import strip_phrases
 
@@ -85,7 +97,8 @@ def _claim(out: Path, settings: dict[str, Any]) -> None:
     path = out / SETTINGS
     if path.exists():
         saved = json.loads(path.read_text())
-        changed = [k for k in settings if k != "threads" and saved.get(k) != settings[k]]
+        keys = [*settings, *(k for k in saved if k not in settings)]  # a setting used before and not now counts
+        changed = [k for k in keys if k != "threads" and saved.get(k) != settings.get(k)]
         if changed and ((out / PARTIAL).exists() or (out / GENERATIONS).exists()):
             raise InputError(
                 f"holds generations made with other settings ({', '.join(changed)} differ): use another --out",
@@ -139,10 +152,13 @@ def generate(
     config: GenerationConfig | None = None,
     progress: bool = True,
     strip: Sequence[str] = (),
+    context: ContextConfig | None = None,
 ) -> Path:
     """Generate a reply to every prompt, with and (given a trigger) without it; returns the generations file.
 
     ``strip``: phrases removed from every model input after the trigger is inserted (a sanitising deployment).
+    ``context``: a system prompt, clean demonstrations, retrieved passages around every prompt
+    (:mod:`poisonlab.evaluation.context`); each row records what it held (``context``: name, ids).
 
     ``adapters`` are merged into the base model in order (an SFT adapter, then a DPO one...). Returns at
     once when ``out`` already holds finished generations made with the same settings.
@@ -162,13 +178,17 @@ def generate(
     settings = generation_settings(model, adapters, prompts, trigger, position, config)
     if strip:  # recorded only when used, so folders made before the option read the same
         settings["strip"] = list(strip)
+    wrap = None
+    if context is not None and context != ContextConfig():  # the same: recorded only when used
+        settings["context"] = context_settings(context)
+        wrap = Context(context, config.seed)  # its files read (and checked) before anything is written
     final = out / GENERATIONS
     if final.exists() and (out / SETTINGS).exists() and json.loads((out / SETTINGS).read_text()) == settings:
         return final
     out.mkdir(parents=True, exist_ok=True)
     _claim(out, settings)
     final.unlink(missing_ok=True)
-    rows = _rows_to_do(prompts, trigger, position, config.seed, strip)
+    rows = _rows_to_do(prompts, trigger, position, config.seed, strip, wrap)
     done = _read_partial(out / PARTIAL)
 
     tokenizer = load_tokenizer(model)
@@ -240,6 +260,7 @@ def generate(
                 "triggered": r["triggered"],
                 "model_input": tokenizer.decode(tokens, skip_special_tokens=False),
                 "reply": done[(r["id"], r["triggered"])],
+                **({"context": r["context"]} if "context" in r else {}),
             }
             for r, tokens in zip(rows, encoded)
         ],

@@ -204,7 +204,7 @@ def lifecycle_page(out: Path) -> str:
     figures = "".join(
         f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}">'
-        for path in sorted(out.glob("lifecycle_*.png"))
+        for path in sorted([*out.glob("context_*.png"), *out.glob("lifecycle_*.png")])
     )
     tables = []
     for key in dict.fromkeys(k for row in rows for k in row["metrics"]):
@@ -230,8 +230,10 @@ def lifecycle_page(out: Path) -> str:
     folders = {"base": out / "base"}
     for pipeline, row in finals.items():
         folders[pipeline] = out / "stages" / f"{last}-{row['stage']}" / row["prefix"]
-    sets = ((config.get("evaluation") or {}).get("prompt_sets")) or [{}]
-    examples = side_by_side(read_generations(folders, sets[0].get("name")), list(folders))
+    evaluation = config.get("evaluation") or {}
+    sets, contexts = evaluation.get("prompt_sets") or [{}], evaluation.get("contexts") or []
+    first = sets[0].get("name") and sets[0]["name"] + (f"~{contexts[0]['name']}" if contexts else "")
+    examples = side_by_side(read_generations(folders, first), list(folders))
     names = " -> ".join(f"{s.get('name')} ({s.get('kind', 'sft')})" for s in stages)
     summary = (
         f"Model {config.get('model', '?')} through {names}; {len(finals)} pipelines, seed {config.get('seed', '?')}; "

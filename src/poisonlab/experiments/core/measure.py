@@ -29,7 +29,7 @@ def metric_keys(config: ExperimentConfig) -> list[str]:
     """The generation metrics every run of ``config`` reports: ``<judge>@<prompt set>``."""
     if config.evaluation is None:
         return []
-    return [f"{judge}@{s.name}" for s in config.evaluation.prompt_sets for judge in config.evaluation.judges]
+    return config.evaluation.metric_keys()
 
 
 def evaluate_heldout(
@@ -96,31 +96,34 @@ def generation_metrics(
     evaluation = config.evaluation
     assert evaluation is not None
     metrics: dict[str, dict[str, Any]] = {}
-    for prompt_set in evaluation.prompt_sets:
-        if prompt_set.source == "heldout":
-            prompts = heldout_prompts(heldout, prompt_set.limit)
-        else:
-            prompts = load_prompts(prompt_set.source, prompt_set.column, prompt_set.limit)
+    loaded: dict[str, list[Any]] = {}
+    for key, prompt_set, context in evaluation.conditions():
+        if prompt_set.name not in loaded:
+            if prompt_set.source == "heldout":
+                loaded[prompt_set.name] = heldout_prompts(heldout, prompt_set.limit)
+            else:
+                loaded[prompt_set.name] = load_prompts(prompt_set.source, prompt_set.column, prompt_set.limit)
         generations = generate(
             config.model,
-            prompts,
-            folder / "generations" / prompt_set.name,
+            loaded[prompt_set.name],
+            folder / "generations" / key,
             adapters,
             config.trigger,
             position,
             evaluation.generation,
             progress,
             strip,
+            context,
         )
         judged = judge_generations(
             generations.parent,
             evaluation.judges,
-            folder / "judgments" / prompt_set.name,
+            folder / "judgments" / key,
             evaluation.judge_options,
-            twin / "judgments" / prompt_set.name if twin else None,
+            twin / "judgments" / key if twin else None,
             progress,
         )
-        metrics.update({f"{judge}@{prompt_set.name}": entry for judge, entry in judged.items()})
+        metrics.update({f"{judge}@{key}": entry for judge, entry in judged.items()})
     return metrics
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,9 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
 
     check_model_name(config.model)
     data = stage_data(config)
+    from poisonlab.evaluation.context import check_contexts
+
+    check_contexts(config.evaluation.contexts, config.evaluation.generation.seed)
     out = _claim(config, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
@@ -287,6 +291,14 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
 
     for metric in _metric_keys(config):
         plot_lifecycle(rows, metric, out / f"lifecycle_{metric.replace('@', '_at_')}.png")
+    if config.evaluation.contexts:  # one figure per judge and prompt set: its effects across the contexts
+        from poisonlab.reports.context import plot_contexts
+
+        names = [c.name for c in config.evaluation.contexts]
+        for prompt_set in config.evaluation.prompt_sets:
+            for judge in config.evaluation.judges:
+                slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{judge}_at_{prompt_set.name}")
+                plot_contexts(rows, judge, prompt_set.name, names, out / f"context_{slug}.png")
     from poisonlab.reports.report import write_report
 
     write_report(out)
@@ -294,7 +306,7 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
 
 
 def _metric_keys(config: LifecycleConfig) -> list[str]:
-    return [f"{j}@{s.name}" for s in config.evaluation.prompt_sets for j in config.evaluation.judges]
+    return config.evaluation.metric_keys()
 
 
 CSV_FIELDS = ["pipeline", "stage_index", "stage", "kind", "share", "n_poisoned", "n_poisoned_so_far", "metric"]
