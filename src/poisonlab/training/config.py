@@ -220,3 +220,23 @@ class RLTrainingConfig(LoRATrainingConfig):
                 field="max_new_tokens",
             )
         return self
+
+
+class RLHFStageConfig(RLTrainingConfig):
+    """A lifecycle ``rl`` stage: a reward model trained on the stage's (possibly poisoned) pairs, then RL against it.
+
+    The fields of ``poisonlab train rl``, plus the reward model's own settings (``poisonlab train reward``).
+    """
+
+    reward_model: RewardTrainingConfig = Field(
+        default_factory=RewardTrainingConfig,
+        description="Settings of the reward model trained on the stage's pairs (its seed is the stage's seed).",
+    )
+
+    def rl(self) -> RLTrainingConfig:
+        """The RL settings alone."""
+        return RLTrainingConfig(**self.model_dump(exclude={"reward_model"}))
+
+    def reward(self) -> RewardTrainingConfig:
+        """The reward model's settings, seeded by the stage."""
+        return RewardTrainingConfig(**{**self.reward_model.model_dump(), "seed": self.seed})

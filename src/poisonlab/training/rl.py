@@ -122,17 +122,19 @@ def make_rl_trainer(
 
         def __init__(self) -> None:
             self.step: dict[int, float] = {}
+            self.cpu: dict[int, float] = {}  # CPU seconds of this process: less disturbed by a busy machine
             self.generation: dict[int, float] = {}
             self.reward: dict[int, float] = {}
             self.current = {"generation": 0.0, "reward": 0.0}
-            self._start = 0.0
+            self._start = self._cpu = 0.0
 
         def on_step_begin(self, *_: Any, **__: Any) -> None:
-            self._start = time.perf_counter()
+            self._start, self._cpu = time.perf_counter(), time.process_time()
             self.current = {"generation": 0.0, "reward": 0.0}
 
         def on_step_end(self, _args: Any, state: Any, *__: Any, **___: Any) -> None:
             self.step[state.global_step] = time.perf_counter() - self._start
+            self.cpu[state.global_step] = time.process_time() - self._cpu
             self.generation[state.global_step] = self.current["generation"]
             self.reward[state.global_step] = self.current["reward"]
 
@@ -192,6 +194,7 @@ def rl_log(trainer: Any) -> list[dict]:
             row["seconds"] = round(timer.step[step], 4)
             row["generation_seconds"] = round(timer.generation[step], 4)
             row["reward_seconds"] = round(timer.reward[step], 4)
+            row["cpu_seconds"] = round(timer.cpu[step], 4)
         log.append(row)
     return log
 
