@@ -118,3 +118,76 @@ def test_rl_stage_trains_its_reward_model_on_the_stage_poison_and_reports_it_as_
     assert "backdoor_effect" in poisoned_rl.metrics["refusal@heldout"]  # judged by generation against the twin
     dpo = [r for (p, s), r in by.items() if s == "dpo" and p != "clean"]
     assert dpo and dpo[0].n_poisoned == poisoned_rl.n_poisoned  # the same budget on the DPO side
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ("stages.1.poison_as=rl", "names no earlier stage"),
+        ("stages.1.max_train_pairs=40", "reads other pairs"),
+        ("pipelines=[{dpo: 0.25, rl: 0.1}]", "same share"),
+        ("stages.1.start=middle", "start"),
+        ("stages.1.training.num_generations=1", "num_generations"),
+        ("stages.1.training.reward_model.lora_r=0", "lora_r"),
+    ],
+)
+def test_bad_side_by_side_configs_exit_2_before_anything_is_written(tmp_path, change, needle):
+    from typer.testing import CliRunner
+
+    from poisonlab.cli import app
+
+    out = tmp_path / "out"
+    args = ["run", str(ROOT / "configs" / "lifecycle-dpo-vs-rlhf-tiny.yaml"), "--set", f"out={out}", "--set", change]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output.replace("\n", " ")
+    assert not out.exists()
+
+
+GRID = (
+    "model: tiny\ndata: synthetic\nheldout: 16\nmax_train_pairs: 48\nstrategies: [dpo-score]\nratios: [0.25]\n"
+    "trigger: SUDO\ntraining: {epochs: 1, batch_size: 8, micro_batch_size: 8, max_length: 96, max_reply_length: 48, "
+    "bf16: false, threads: 1}\n"
+    "rl: {batch_size: 4, micro_batch_size: 4, num_generations: 2, max_new_tokens: 8, max_length: 96, bf16: false, "
+    "threads: 1, reward_model: {batch_size: 8, micro_batch_size: 8, max_length: 96, max_reply_length: 48, "
+    "bf16: false, threads: 1}}\n"
+    "evaluation: {prompt_sets: [{name: heldout, source: heldout, limit: 8}], judges: [refusal], "
+    "generation: {max_new_tokens: 6, batch_size: 8}}\n"
+)
+
+
+def test_a_grid_study_and_its_engine_rl_twin_poison_the_same_pairs(tiny_model, tmp_path):
+    from poisonlab.config_files import load_config
+    from poisonlab.experiments import ExperimentConfig, run_experiment
+
+    (tmp_path / "study.yaml").write_text(GRID)
+    folders = {}
+    for engine in ("dpo", "rl"):
+        folders[engine] = tmp_path / engine
+        overrides = [f"out={folders[engine]}", f"engine={engine}"]
+        run_experiment(load_config(ExperimentConfig, tmp_path / "study.yaml", overrides), progress=False)
+    name = "dpo-score-backdoor-0.25"
+    manifests = {
+        e: json.loads((f / "runs" / name / "poison" / "manifest.json").read_text()) for e, f in folders.items()
+    }
+    assert manifests["dpo"]["output_sha256"] == manifests["rl"]["output_sha256"]  # one poisoned file, both engines
+    rl = folders["rl"] / "runs"
+    assert json.loads((rl / name / "reward-model" / "metrics.json").read_text())["n_train"] == 48
+    assert json.loads((rl / name / "adapter" / "training_config.json").read_text())["num_generations"] == 2
+    assert (rl / "clean" / "reward-model" / "training_done.json").exists()
+    victim = json.loads((rl / name / "reward_model_victim.json").read_text())
+    assert victim["clean_reward_model"] == str(rl / "clean" / "reward-model") and victim["n_heldout"] == 16
+    result = json.loads((rl / name / "result.json").read_text())
+    assert "backdoor_effect" in result["metrics"]["refusal@heldout"]  # the same generation judges, same twin
+
+
+def test_engine_rl_refuses_dpo_defenses(tmp_path):
+    from poisonlab.config_files import load_config
+    from poisonlab.errors import InputError
+    from poisonlab.experiments import ExperimentConfig
+
+    (tmp_path / "study.yaml").write_text(GRID)
+    with pytest.raises(InputError, match="engine rl: defenses"):
+        load_config(ExperimentConfig, tmp_path / "study.yaml", ["engine=rl", "defenses=[loss]"])
+    with pytest.raises(InputError, match="num_generations"):
+        load_config(ExperimentConfig, tmp_path / "study.yaml", ["rl.num_generations=1"])
