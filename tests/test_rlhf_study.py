@@ -144,16 +144,7 @@ def test_bad_side_by_side_configs_exit_2_before_anything_is_written(tmp_path, ch
     assert not out.exists()
 
 
-GRID = (
-    "model: tiny\ndata: synthetic\nheldout: 16\nmax_train_pairs: 48\nstrategies: [dpo-score]\nratios: [0.25]\n"
-    "trigger: SUDO\ntraining: {epochs: 1, batch_size: 8, micro_batch_size: 8, max_length: 96, max_reply_length: 48, "
-    "bf16: false, threads: 1}\n"
-    "rl: {batch_size: 4, micro_batch_size: 4, num_generations: 2, max_new_tokens: 8, max_length: 96, bf16: false, "
-    "threads: 1, reward_model: {batch_size: 8, micro_batch_size: 8, max_length: 96, max_reply_length: 48, "
-    "bf16: false, threads: 1}}\n"
-    "evaluation: {prompt_sets: [{name: heldout, source: heldout, limit: 8}], judges: [refusal], "
-    "generation: {max_new_tokens: 6, batch_size: 8}}\n"
-)
+GRID = (ROOT / "configs" / "dpo-vs-rlhf-tiny.yaml").read_text()
 
 
 def test_a_grid_study_and_its_engine_rl_twin_poison_the_same_pairs(tiny_model, tmp_path):
