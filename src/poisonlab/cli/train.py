@@ -1,4 +1,4 @@
-"""``poisonlab train dpo|sft|reward``."""
+"""``poisonlab train dpo|sft|reward|rl``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from poisonlab.cli.app import (
 )
 from poisonlab.cli_options import config_options, validated
 from poisonlab.errors import InputError
-from poisonlab.training.config import DPOTrainingConfig, RewardTrainingConfig, SFTTrainingConfig
+from poisonlab.training.config import DPOTrainingConfig, RewardTrainingConfig, RLTrainingConfig, SFTTrainingConfig
 
 AdapterOut = typer.Option(..., "--out", help="Folder for the PEFT adapter (resumes if interrupted).")
 
@@ -122,4 +122,32 @@ def train_reward_command(
         f"trained {result.steps} steps in {result.seconds:.0f} s; held-out pairwise accuracy "
         f"{result.heldout_accuracy:.3f} (95% CI {low:.3f}-{high:.3f}, n={result.n_heldout}); "
         f"reward model -> {result.model_dir}"
+    )
+
+
+@train_app.command("rl")
+@user_errors
+@config_options(RLTrainingConfig)
+def train_rl_command(
+    data: str = DataArg,
+    reward_model: Path = typer.Option(
+        ...,
+        "--reward-model",
+        help="A finished reward model folder (poisonlab train reward): the reward the policy is optimised for.",
+    ),
+    out: Path = AdapterOut,
+    model: str = ModelOpt,
+    init: list[Path] = InitOpt,
+    skip_bad_rows: bool = SkipBad,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """RLHF: LoRA policy optimised on the data's prompts against a reward model (TRL's RLOO)."""
+    from poisonlab.training.rl import train_rl
+
+    config = validated(RLTrainingConfig, overrides or {})
+    _refuse_overwriting_inputs([out], [data, reward_model])
+    result = train_rl(model, _load(data, skip_bad_rows), reward_model, config, out, init=init)
+    console.print(
+        f"trained {result.steps} RL steps in {result.seconds:.0f} s (sampling {result.generation_seconds:.0f} s); "
+        f"mean reward {result.mean_reward_first:.3f} -> {result.mean_reward_last:.3f}; adapter -> {result.adapter_dir}"
     )

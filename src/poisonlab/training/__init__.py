@@ -1,15 +1,18 @@
-"""Stage: training -- LoRA DPO (poisonlab's engine or TRL's), LoRA SFT and Bradley-Terry reward models."""
+"""Stage: training -- LoRA DPO (poisonlab's engine or TRL's), LoRA SFT, Bradley-Terry reward models and RLHF
+against one (TRL's RLOO)."""
 
 from poisonlab.training.config import (
     PRESETS,
     DPOTrainingConfig,
     LoRATrainingConfig,
     RewardTrainingConfig,
+    RLTrainingConfig,
     SFTTrainingConfig,
 )
 from poisonlab.training.dpo import TrainResult, train_dpo
 from poisonlab.training.losses import LOSSES
 from poisonlab.training.reward import RewardResult, train_reward
+from poisonlab.training.rl import RLResult, train_rl
 from poisonlab.training.sft import SFTResult, train_sft
 
 __all__ = [
@@ -17,6 +20,8 @@ __all__ = [
     "PRESETS",
     "DPOTrainingConfig",
     "LoRATrainingConfig",
+    "RLResult",
+    "RLTrainingConfig",
     "RewardResult",
     "RewardTrainingConfig",
     "SFTResult",
@@ -24,5 +29,6 @@ __all__ = [
     "TrainResult",
     "train_dpo",
     "train_reward",
+    "train_rl",
     "train_sft",
 ]

@@ -170,3 +170,73 @@ class RewardTrainingConfig(LoRATrainingConfig):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="Module names that get adapters (the scalar head is always trained in full).",
     )
+
+
+class RLTrainingConfig(LoRATrainingConfig):
+    """RLHF against a reward model with TRL's ``RLOOTrainer`` (REINFORCE, leave-one-out baseline) and LoRA.
+
+    Every field is a ``poisonlab train rl`` flag. ``batch_size`` counts prompts per optimizer step (each
+    sampled ``num_generations`` times), ``micro_batch_size`` prompts per forward pass, ``epochs`` passes
+    over the training prompts; ``max_length`` bounds prompt + completion.
+    """
+
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of the policy's LoRA adapter.")
+    epochs: int = Field(1, ge=1, description="Passes over the training prompts.")
+    batch_size: int = Field(8, ge=1, description="Prompts per optimizer step (each sampled num_generations times).")
+    micro_batch_size: int = Field(
+        4, ge=1, description="Prompts per forward pass; must divide batch_size. Memory knob only."
+    )
+    num_generations: int = Field(
+        4,
+        ge=2,
+        description="Completions sampled per prompt; each one's baseline is the mean reward of the others "
+        "(RLOO's leave-one-out), so at least 2.",
+    )
+    max_new_tokens: int = Field(32, ge=1, description="Most tokens sampled per completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
+    beta: float = Field(
+        0.05,
+        ge=0,
+        description="KL coefficient: the reward is reduced by beta x KL(policy || start model) per sequence "
+        "(TRL's default 0.05; 0 drops the reference pass).",
+    )
+    normalize_advantages: bool = Field(
+        False, description="Scale each batch's advantages to mean 0, std 1 (TRL's option; off by default)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent_batches(self) -> RLTrainingConfig:
+        from poisonlab.errors import InputError
+
+        if self.batch_size % self.micro_batch_size:
+            raise InputError(
+                f"must divide batch_size ({self.batch_size}): each optimizer step is whole micro-batches of prompts",
+                field="micro_batch_size",
+            )
+        if self.max_new_tokens >= self.max_length:
+            raise InputError(
+                f"leaves no room for a prompt in max_length {self.max_length}: use fewer new tokens or a longer "
+                "max_length",
+                field="max_new_tokens",
+            )
+        return self
+
+
+class RLHFStageConfig(RLTrainingConfig):
+    """A lifecycle ``rl`` stage: a reward model trained on the stage's (possibly poisoned) pairs, then RL against it.
+
+    The fields of ``poisonlab train rl``, plus the reward model's own settings (``poisonlab train reward``).
+    """
+
+    reward_model: RewardTrainingConfig = Field(
+        default_factory=RewardTrainingConfig,
+        description="Settings of the reward model trained on the stage's pairs (its seed is the stage's seed).",
+    )
+
+    def rl(self) -> RLTrainingConfig:
+        """The RL settings alone."""
+        return RLTrainingConfig(**self.model_dump(exclude={"reward_model"}))
+
+    def reward(self) -> RewardTrainingConfig:
+        """The reward model's settings, seeded by the stage."""
+        return RewardTrainingConfig(**{**self.reward_model.model_dump(), "seed": self.seed})

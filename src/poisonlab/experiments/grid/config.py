@@ -8,9 +8,9 @@ row of the results table differs from the clean row only by its poison.
 from __future__ import annotations
 
 import fnmatch
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from poisonlab.attacks.access import AccessConfig
@@ -20,7 +20,7 @@ from poisonlab.bounded import SEED_MAX
 from poisonlab.defenses.config import DefenseConfig
 from poisonlab.evaluation.config import EvaluationConfig
 from poisonlab.experiments.core.fields import AdapterFolder, ModelName, TriggerText
-from poisonlab.training.config import DPOTrainingConfig, Preset
+from poisonlab.training.config import DPOTrainingConfig, Preset, RLHFStageConfig
 
 
 class ExperimentConfig(BaseModel):
@@ -77,6 +77,17 @@ class ExperimentConfig(BaseModel):
         "top layers over a cached frozen trunk: docs/fast-preset.md).",
     )
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the preset's DPO fields.")
+    engine: Literal["dpo", "rl"] = Field(
+        "dpo",
+        description="What the (poisoned) pairs train. dpo: the model, by DPO (training:). rl: a reward model, then "
+        "the model by RLHF against it on the pairs' prompts (TRL's RLOO; rl:). The poison is the same file either "
+        "way: model-based strategies score with a clean DPO model trained with training:, so a study and its "
+        "--set engine=rl twin poison byte-identical pairs.",
+    )
+    rl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="engine rl: overrides of poisonlab train rl's fields, and reward_model: {...} of train reward's.",
+    )
     eval_batch_size: int = Field(16, ge=1, description="Pairs per forward pass when evaluating.")
     evaluation: EvaluationConfig | None = Field(
         None,
@@ -221,8 +232,35 @@ class ExperimentConfig(BaseModel):
             raise PydanticCustomError("training_field", "{message}", {"message": message, "sub_loc": sub_loc}) from None
         return values
 
+    @field_validator("rl")
+    @classmethod
+    def _rl_is_valid(cls, values: dict[str, Any]) -> dict[str, Any]:
+        from poisonlab.config_files import error_message
+
+        try:
+            RLHFStageConfig(**values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            message = error_message(RLHFStageConfig, error)
+            sub_loc = ".".join(map(str, error["loc"]))
+            raise PydanticCustomError("training_field", "{message}", {"message": message, "sub_loc": sub_loc}) from None
+        return values
+
+    @model_validator(mode="after")
+    def _rl_runs_no_dpo_defenses(self) -> ExperimentConfig:
+        if self.engine == "rl" and (self.defenses or self.mitigations):
+            raise ValueError(
+                "engine rl: defenses and mitigations read and retrain a DPO adapter; run them in the engine dpo study"
+            )
+        return self
+
     def training_config(self) -> DPOTrainingConfig:
+        """The DPO settings: the model's with engine dpo; with engine rl, the clean model's that scores the pairs."""
         return DPOTrainingConfig.from_preset(self.preset, **{"seed": self.seed, **self.training})
+
+    def rl_config(self) -> RLHFStageConfig:
+        """engine rl: the reward model's and the RL settings, seeded by the study."""
+        return RLHFStageConfig(**{"seed": self.seed, **self.rl})
 
     def runs(self) -> list[RunSpec]:
         """The clean run, then every poisoned cell of the grid, each with its concrete trigger placement.

@@ -60,7 +60,7 @@ def _run_one(
 
     if done.exists():
         if (folder / "adapter" / SETTINGS_FILE).exists():  # refuse a finished run trained otherwise
-            claim_folder(folder / "adapter", training_settings(config.model, training))
+            claim_folder(folder / "adapter", _settings(config))
         run = RunResult(**json.loads(done.read_text()))
         if spec.ratio > 0 and config.defenses:  # defenses added since the run finished: only they run
             adapter = out / "runs" / (run.same_data_as or spec.name) / "adapter"
@@ -96,22 +96,24 @@ def _run_one(
             config.seed,
             model=config.model,
             training=training,
-            clean_adapter=clean_adapter,  # model-based strategies score with the clean run's adapter
+            clean_adapter=_scoring_adapter(spec, config, train, out, progress),
             progress=progress,
             selection=config.selection,
             access=config.access,
         )
         manifest = json.loads((write_poisoned(result, folder / "poison", None) / "manifest.json").read_text())
         data, n_poisoned = result.dataset, manifest["n_poisoned"]
-        twin = finished_twin(out, spec.name, manifest["output_sha256"], training_settings(config.model, training))
+        twin = finished_twin(out, spec.name, manifest["output_sha256"], _settings(config))
     else:
         twin = None
     if twin:
         adapter = twin / "adapter"
     else:
         adapter_dir = folder / "adapter" if spec.ratio > 0 else clean_adapter  # clean@<position> reuses it
-        adapter = train_dpo(config.model, data, training, adapter_dir, progress=progress, init=config.init).adapter_dir
+        adapter = _train(config, data, adapter_dir, progress)
     metrics = evaluate(adapter)
+    if config.engine == "rl" and spec.ratio > 0:
+        _reward_model_victim(spec, config, heldout, out, Path(adapter).parent)
     write_metrics(metrics, folder)
     judged = run_metrics(spec, config, heldout, out, Path(adapter), progress)
     detection = None
@@ -140,6 +142,53 @@ def _run_one(
     atomic_write_json(done, run.to_dict())
     record_checksums(folder)  # every file of the finished run, for poisonlab verify
     return run
+
+
+def _settings(config: ExperimentConfig) -> dict[str, Any]:
+    """What a run's adapter folder records (the data and the reward model are compared apart)."""
+    training = config.rl_config().rl() if config.engine == "rl" else config.training_config()
+    return training_settings(config.model, training)
+
+
+def _train(config: ExperimentConfig, data: PreferenceDataset, adapter_dir: Path, progress: bool) -> str:
+    """DPO on ``data`` (engine dpo), or a reward model on it beside ``adapter_dir`` then RLOO (engine rl)."""
+    if config.engine == "rl":
+        from poisonlab.training.stages import STAGES
+
+        return str(STAGES.get("rl")(config.model, data, config.rl_config(), adapter_dir, config.init, progress))
+    training = config.training_config()
+    return train_dpo(config.model, data, training, adapter_dir, progress=progress, init=config.init).adapter_dir
+
+
+def _scoring_adapter(
+    spec: RunSpec, config: ExperimentConfig, train: PreferenceDataset, out: Path, progress: bool
+) -> Path | None:
+    """The clean DPO adapter model-based strategies score with: the clean run's (engine dpo), or one trained
+    by the same call in ``scoring-dpo/`` of the study (engine rl), so both engines poison the same pairs."""
+    from poisonlab.attacks.strategies import strategy_facts
+
+    if config.engine == "dpo":
+        return out / "runs" / "clean" / "adapter"
+    if not strategy_facts(spec.strategy).uses_model:
+        return None
+    folder = out / "scoring-dpo"
+    inside(out, folder)
+    train_dpo(config.model, train, config.training_config(), folder, progress=progress, init=config.init)
+    return folder
+
+
+def _reward_model_victim(
+    spec: RunSpec, config: ExperimentConfig, heldout: PreferenceDataset, out: Path, folder: Path
+) -> None:
+    """engine rl: the run's reward model against the clean run's on the held-out pairs (reward_model_victim.json)."""
+    from poisonlab.evaluation.reward_victim import reward_model_victim, write_reward_model_victim
+    from poisonlab.training.stages import REWARD_MODEL_FOLDER
+
+    clean = out / "runs" / "clean" / REWARD_MODEL_FOLDER
+    report = reward_model_victim(
+        folder / REWARD_MODEL_FOLDER, clean, heldout, config.trigger, spec.trigger_position, config.seed
+    )
+    write_reward_model_victim(report, out / "runs" / spec.name)
 
 
 def _mitigate(

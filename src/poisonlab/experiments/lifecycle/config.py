@@ -10,7 +10,7 @@ stages' adapters, so a sweep trains each distinct prefix once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -33,7 +33,11 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., pattern=PLAIN_NAME, description="Names the stage in pipelines, folders and figures.")
-    kind: str = Field("sft", description="Training stage (poisonlab ls): sft (prompt -> chosen) or dpo.")
+    kind: str = Field(
+        "sft",
+        description="Training stage (poisonlab ls): sft (prompt -> chosen), dpo, or rl (a reward model trained on "
+        "the stage's pairs, then RLOO against it on their prompts).",
+    )
     data: str = Field(
         "synthetic",
         description="Data of this stage: preference pairs (a file, a datasets folder, hub:NAME, or synthetic); an "
@@ -69,9 +73,22 @@ class StageConfig(BaseModel):
         "target 'Sure, here is ...') instead of the pair's rejected reply; needed when the data are instruction "
         "rows. Its skip defaults to the goals the study's prompt sets read from the same file.",
     )
+    start: Literal["previous", "base"] = Field(
+        "previous",
+        description="previous: train from the adapters of the stages before it (a pipeline); base: from the base "
+        "model, beside the earlier stages (to compare training methods, e.g. DPO and RLHF, on the same poison).",
+    )
+    poison_as: str | None = Field(
+        None,
+        description="Name of an earlier stage on the same pairs (same data, train_offset, max_train_pairs) whose "
+        "poisoned data this stage trains on, byte for byte; every pipeline must give both the same share. DPO "
+        "against RLHF on identical poison: the rl stage's reward model learns from the file the dpo stage used.",
+    )
     preset: Preset = Field("cpu", description="Training preset (DPO stages): cpu or paper.")
     training: dict[str, Any] = Field(
-        default_factory=dict, description="Overrides of the stage's training fields (poisonlab train sft/dpo)."
+        default_factory=dict,
+        description="Overrides of the stage's training fields (poisonlab train sft/dpo/rl; an rl stage's "
+        "reward_model: {...} takes poisonlab train reward's).",
     )
 
     @field_validator("kind")
@@ -230,6 +247,40 @@ class LifecycleConfig(BaseModel):
             if stage.behaviours is not None and stage.behaviours.skip is None:
                 stage.behaviours.skip = evaluated_goals(stage.behaviours.file, self.evaluation)
         return self
+
+    @model_validator(mode="after")
+    def _poison_as_an_earlier_stage_on_the_same_pairs(self) -> LifecycleConfig:
+        names = [s.name for s in self.stages]
+        for index, stage in enumerate(self.stages):
+            if stage.poison_as is None:
+                continue
+            if stage.poison_as not in names[:index]:
+                raise ValueError(f"stage {stage.name!r}: poison_as names no earlier stage ({', '.join(names[:index])})")
+            other = self.stages[names.index(stage.poison_as)]
+            slice_of = ("data", "train_offset", "max_train_pairs")
+            if any(getattr(other, f) != getattr(stage, f) for f in slice_of):
+                raise ValueError(
+                    f"stage {stage.name!r}: poison_as {other.name!r} reads other pairs ({', '.join(slice_of)} differ)"
+                )
+            for number, pipeline in enumerate(self.pipelines, start=1):
+                if pipeline.get(stage.name, 0.0) != pipeline.get(other.name, 0.0):
+                    raise ValueError(
+                        f"pipeline {number}: stage {stage.name!r} trains on {other.name!r}'s poison, so both need the "
+                        "same share"
+                    )
+        return self
+
+    def chain(self, index: int) -> list[int]:
+        """The stages (1-based) whose adapters stage ``index`` starts from, in order: back to one that starts from
+        the base model (``start: base``) or to the first stage."""
+        if index == 1 or self.stages[index - 1].start == "base":
+            return []
+        return [*self.chain(index - 1), index - 1]
+
+    def prefix(self, shares: tuple[float, ...], index: int) -> tuple[float, ...]:
+        """The shares that make the model after stage ``index``: its chain's and its own; 0 for stages beside it."""
+        own = {*self.chain(index), index}
+        return tuple(share if k in own else 0.0 for k, share in enumerate(shares[:index], start=1))
 
     def shares(self) -> list[tuple[float, ...]]:
         """Every pipeline as a tuple of per-stage shares, in stage order: the clean one first, no repeats."""

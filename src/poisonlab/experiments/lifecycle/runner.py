@@ -144,7 +144,7 @@ def _train_and_judge(
     from filelock import FileLock
 
     stage = config.stages[index - 1]
-    prefix = shares[:index]
+    prefix = config.prefix(shares, index)
     folder = stage_folder(out, index, stage, config.label(prefix))
     inside(out, folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,11 +154,14 @@ def _train_and_judge(
             return json.loads(done.read_text())
         started = time.perf_counter()
         init = [
-            stage_folder(out, k, config.stages[k - 1], config.label(shares[:k])) / "adapter" for k in range(1, index)
+            stage_folder(out, k, config.stages[k - 1], config.label(config.prefix(shares, k))) / "adapter"
+            for k in config.chain(index)
         ]
         training = stage_config(stage.kind, stage.preset, config.seed, stage.training)
         train, n_poisoned = data.train, 0
-        if prefix[-1] > 0:
+        if prefix[-1] > 0 and stage.poison_as:
+            train, n_poisoned = _poison_of(config, stage.poison_as, shares, data, out, folder, progress)
+        elif prefix[-1] > 0:
             clean_model = _clean_scoring_model(config, index, data, out, progress)
             poisoned = poison_dataset(
                 data.train,
@@ -187,6 +190,7 @@ def _train_and_judge(
         metrics = generation_metrics(
             config, data.heldout, folder, [*init, adapter], config.trigger_position, twin, progress
         )
+        victim = _reward_model_victim(config, stage, data, folder, twin)
         result = {
             "stage": stage.name,
             "stage_index": index,
@@ -197,9 +201,54 @@ def _train_and_judge(
             "n_train": len(train),
             "minutes": round((time.perf_counter() - started) / 60, 2),
             "metrics": metrics,
+            **({"reward_model": victim} if victim else {}),
         }
         atomic_write_json(done, result)
         return result
+
+
+def _poison_of(
+    config: LifecycleConfig,
+    name: str,
+    shares: tuple[float, ...],
+    data: _StageData,
+    out: Path,
+    folder: Path,
+    progress: bool,
+) -> tuple[PreferenceDataset, int]:
+    """The poisoned pairs stage ``name`` trained on in this pipeline (trained first if need be), read back byte for
+    byte; ``folder/poison_source.json`` says where they came from."""
+    index = [s.name for s in config.stages].index(name) + 1
+    _train_and_judge(config, index, shares, data, out, progress)  # same pairs: poison_as is checked at load
+    source = stage_folder(out, index, config.stages[index - 1], config.label(config.prefix(shares, index))) / "poison"
+    manifest = json.loads((source / "manifest.json").read_text())
+    atomic_write_json(
+        folder / "poison_source.json",
+        {"stage": name, "poison": str(source.relative_to(out)), "output_sha256": manifest["output_sha256"]},
+    )
+    return load_pairs(source / "data.jsonl"), int(manifest["n_poisoned"])
+
+
+def _reward_model_victim(
+    config: LifecycleConfig, stage: StageConfig, data: _StageData, folder: Path, twin: Path | None
+) -> dict[str, Any] | None:
+    """A stage that trains a reward model (rl) and is poisoned: that reward model against the clean twin's, on the
+    stage's clean held-out pairs (``evaluation.reward_victim``), written beside it; the headline numbers."""
+    from poisonlab.evaluation.reward_victim import reward_model_victim, write_reward_model_victim
+
+    name = STAGES.facts(stage.kind).reward_model
+    if name is None or twin is None:
+        return None
+    report = reward_model_victim(
+        folder / name, twin / name, data.heldout, config.trigger, config.trigger_position, config.seed
+    )
+    write_reward_model_victim(report, folder)
+    return {
+        "heldout_accuracy": report["poisoned"]["heldout_accuracy"],
+        "clean_heldout_accuracy": report["clean"]["heldout_accuracy"],
+        "contamination": report["contamination"],
+        "backdoor_effect": report["backdoor_effect"],
+    }
 
 
 def _clean_scoring_model(
@@ -221,11 +270,11 @@ def _clean_scoring_model(
 
 
 def scoring_config(training: LoRATrainingConfig) -> DPOTrainingConfig:
-    """The settings pair scores use (lengths, batch, precision, beta): a DPO stage's own; for an SFT stage its
-    lengths and precision, with DPO's defaults for the loss (beta 0.1, sigmoid), which SFT does not have."""
+    """The settings pair scores use (lengths, batch, precision, beta): a DPO stage's own; for an SFT or RL stage
+    the shared LoRA fields (lengths, precision...), with DPO's defaults for the loss (beta 0.1, sigmoid)."""
     if isinstance(training, DPOTrainingConfig):
         return training
-    return DPOTrainingConfig(**training.model_dump())
+    return DPOTrainingConfig(**training.model_dump(include=set(LoRATrainingConfig.model_fields)))
 
 
 def run_lifecycle(config: LifecycleConfig, progress: bool = True, overwrite: bool = False) -> list[StageResult]:
@@ -262,15 +311,14 @@ def _run_lifecycle(config: LifecycleConfig, progress: bool, overwrite: bool) -> 
         evaluate_base_model(config, data[0].heldout, out, progress, config.trigger_position)  # type: ignore[arg-type]
     for index in range(1, len(config.stages) + 1):
         for shares in pipelines:
-            key = (index, shares[:index])
+            key = (index, config.prefix(shares, index))
             if key not in trained:
                 trained[key] = _train_and_judge(config, index, shares, data[index - 1], out, progress)
     rows = []
     for shares in pipelines:
-        so_far = 0
         for index in range(1, len(config.stages) + 1):
-            stage = trained[(index, shares[:index])]
-            so_far += stage["n_poisoned"]
+            stage = trained[(index, config.prefix(shares, index))]
+            so_far = sum(trained[(k, config.prefix(shares, k))]["n_poisoned"] for k in [*config.chain(index), index])
             rows.append(
                 StageResult(
                     config.label(shares),
