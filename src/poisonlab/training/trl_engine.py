@@ -209,6 +209,8 @@ def train_dpo_trl(
             progress,
         )
         last = get_last_checkpoint(str(out / CHECKPOINTS)) if (out / CHECKPOINTS).is_dir() else None
+        # read now: with save_total_limit=1 training deletes this checkpoint when it saves the next one
+        resumed = int(json.loads((Path(last) / "trainer_state.json").read_text())["global_step"]) if last else 0
         trainer.train(resume_from_checkpoint=last)
         log = training_log(trainer)
         if state.is_main_process:
@@ -220,9 +222,7 @@ def train_dpo_trl(
         final_loss=float(np.mean([r["loss"] for r in tail])),
         train_reward_accuracy=float(np.mean([r["reward_accuracy"] for r in tail])),
         seconds=round(time.perf_counter() - started, 1),
-        resumed_from_step=int(json.loads((Path(last) / "trainer_state.json").read_text())["global_step"])
-        if last
-        else 0,
+        resumed_from_step=resumed,
     )
     if state.is_main_process:
         atomic_write_json(out / DONE_MARKER, asdict(result))
