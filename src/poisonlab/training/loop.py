@@ -94,7 +94,7 @@ def lora_model_and_pairs(
     from poisonlab.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
-    model = add_lora(load_with_adapters(model_name, init, device=device), config)
+    model = add_lora(load_with_adapters(model_name, init, device=device, bf16=config.bf16), config)
     return tokenizer, model, encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
 
 
