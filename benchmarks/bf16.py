@@ -86,7 +86,7 @@ def build(variant: str, shape: dict[str, Any]) -> torch.nn.Module:
     from poisonlab.training.loop import add_lora
 
     torch.manual_seed(0)
-    config = LlamaConfig(**shape, pad_token_id=0, tie_word_embeddings=True)
+    config = LlamaConfig(**{"tie_word_embeddings": True, **shape}, pad_token_id=0)
     model = LlamaForCausalLM(config)
     model.config.use_cache = False
     if variant == "fp32-eager":
