@@ -35,8 +35,10 @@ def test_costs_grow_with_model_size_tokens_and_micro_batch():
     assert memory == sorted(memory) and memory[0] > 2 * LLAMA.params / 2**30
     assert est.train_memory_gib(LLAMA, 4, 1024, 1024, 0, True) < est.train_memory_gib(LLAMA, 4, 1024, 1024, 0, False)
     fits = est.largest_micro_batch(LLAMA, 1024, 1024, 0, False, 80.0)
-    assert est.train_memory_gib(LLAMA, fits, 1024, 1024, 0, False) <= 80 < est.train_memory_gib(
-        LLAMA, fits + 1, 1024, 1024, 0, False
+    assert (
+        est.train_memory_gib(LLAMA, fits, 1024, 1024, 0, False)
+        <= 80
+        < est.train_memory_gib(LLAMA, fits + 1, 1024, 1024, 0, False)
     )
 
 

@@ -228,7 +228,8 @@ def estimate_table(estimate: StudyEstimate) -> Any:
         f"{e.evaluation_gpu_hours:.2f}, generation {e.generation_gpu_hours:.2f}",
     )
     fits = "fits one GPU" if e.fits_one_gpu else "does NOT fit one GPU: lower micro_batch_size"
-    table.add_row("peak memory per run", f"{e.peak_memory_gib:.1f} GiB at micro_batch_size {e.micro_batch_size} ({fits})")
+    memory = f"{e.peak_memory_gib:.1f} GiB at micro_batch_size {e.micro_batch_size} ({fits})"
+    table.add_row("peak memory per run", memory)
     table.add_row(
         "largest micro-batch",
         f"{e.largest_micro_batch} pairs; {e.largest_micro_batch_checkpointed} with gradient checkpointing",
