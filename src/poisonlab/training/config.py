@@ -57,8 +57,9 @@ class LoRATrainingConfig(BaseModel):
     # --- engine ---
     bf16: bool | Literal["auto"] = Field(
         "auto",
-        description="bf16 autocast (LoRA weights stay fp32). 'auto': on where the hardware has native bf16 "
-        "(CUDA, AVX512_BF16/AMX CPUs); on other CPUs bf16 is emulated and far slower than fp32.",
+        description="bf16: the frozen base held in bf16 and autocast (LoRA weights and optimizer state stay fp32; "
+        "on a CPU, eager attention). 'auto': on where the hardware has native bf16 (CUDA, AVX512_BF16/AMX "
+        "CPUs); on other CPUs bf16 is emulated and far slower than fp32.",
     )
     threads: int | None = Field(
         None,
