@@ -6,6 +6,7 @@ log-prob within 2% of fp32's), never for equality.
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -53,3 +54,27 @@ def test_bf16_training_saves_an_fp32_adapter_and_its_own_reference_cache(tiny_mo
     folders = [p.name for p in (tmp_path / "cache" / "reference-logprobs").iterdir()]
     assert len(folders) == 1 and folders[0].endswith("-bf16-weights"), folders
     assert json.loads((tmp_path / "a" / "training_config.json").read_text())["bf16"] is True
+
+
+def test_compile_is_a_poisonlab_engine_option():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="field 'compile': is a poisonlab-engine option"):
+        DPOTrainingConfig(compile=True, engine="trl")
+    assert DPOTrainingConfig(compile=True).compile
+
+
+@pytest.mark.slow
+def test_compiled_layers_train_the_same_adapter_up_to_rounding(tiny_model, tmp_path):
+    """Slow on a CPU (inductor compiles for minutes), so marked: fp32, two steps, compiled against eager."""
+    pytest.importorskip("torch._inductor")
+    small = dict(epochs=1, batch_size=8, micro_batch_size=8, max_length=64, max_reply_length=32, bf16=False)
+    config = DPOTrainingConfig(**small)
+    data = synthetic_pairs(n=16)
+    eager = train_dpo(tiny_model, data, config, tmp_path / "eager", progress=False)
+    compiled = train_dpo(tiny_model, data, config.model_copy(update={"compile": True}), tmp_path / "c", progress=False)
+    a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("eager", "c"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+    assert abs(eager.final_loss - compiled.final_loss) < 1e-3
