@@ -66,7 +66,10 @@ def test_compile_is_a_poisonlab_engine_option():
 
 @pytest.mark.slow
 def test_compiled_layers_train_the_same_adapter_up_to_rounding(tiny_model, tmp_path):
-    """Slow on a CPU (inductor compiles for minutes), so marked: fp32, two steps, compiled against eager."""
+    """Slow on a CPU (inductor compiles for minutes), so marked: fp32, two steps, compiled against eager.
+
+    Stated tolerance: the same losses within 1e-3, each adapter weight within AdamW's sign-flip bound.
+    """
     pytest.importorskip("torch._inductor")
     small = dict(epochs=1, batch_size=8, micro_batch_size=8, max_length=64, max_reply_length=32, bf16=False)
     config = DPOTrainingConfig(**small)
@@ -75,6 +78,9 @@ def test_compiled_layers_train_the_same_adapter_up_to_rounding(tiny_model, tmp_p
     compiled = train_dpo(tiny_model, data, config.model_copy(update={"compile": True}), tmp_path / "c", progress=False)
     a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("eager", "c"))
     assert a.keys() == b.keys()
+    # AdamW's first steps move each weight by about lr x sign(gradient): where a gradient is near zero, the
+    # kernels' rounding can flip its sign, so a weight may differ by up to 2 x lr per step, and no more
+    bound = 2 * eager.steps * config.learning_rate
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=bound)
     assert abs(eager.final_loss - compiled.final_loss) < 1e-3
