@@ -69,7 +69,9 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def build(shape: dict[str, Any], device: str, targets: list[str], checkpointing: bool) -> torch.nn.Module:
+def build(
+    shape: dict[str, Any], device: str, targets: list[str], checkpointing: bool, lora: bool = True
+) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from poisonlab.training import DPOTrainingConfig
@@ -89,6 +91,8 @@ def build(shape: dict[str, Any], device: str, targets: list[str], checkpointing:
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    if not lora:  # TRL adds its own adapter
+        return model
     config = DPOTrainingConfig(lora_dropout=0.0, target_modules=targets)
     return add_lora(model, config).train()
 
@@ -196,7 +200,7 @@ def trl_row(opts: argparse.Namespace, shape: dict, device: str, peak: float | No
     from poisonlab.training.trl_engine import make_trainer
 
     fresh_memory()
-    model = build(shape, device, ["q_proj", "v_proj"], False).get_base_model()  # TRL adds its own adapter
+    model = build(shape, device, ["q_proj", "v_proj"], False, lora=False)
     n = opts.pairs * (opts.warmup + opts.steps)
     pairs, _ = batch(n, opts.seq, opts.reply, shape["vocab_size"])
     config = DPOTrainingConfig(batch_size=opts.pairs, micro_batch_size=opts.pairs, epochs=1, bf16=True)
@@ -240,9 +244,10 @@ def small_rows(opts: argparse.Namespace, device: str, peak: float | None, tiny: 
     for compiled in (False, True):
         fresh_memory()
         model = build(shape, device, ["q_proj", "v_proj"], False)
-        if compiled:
-            for layer in model.get_base_model().model.layers:
-                layer.compile(dynamic=False)
+        if compiled:  # what `training.compile` does
+            from poisonlab.training.loop import compile_decoder_layers
+
+            compile_decoder_layers(model)
         pairs, data = batch(opts.small_pairs, min(opts.seq, 256), min(opts.reply, 128), shape["vocab_size"])
         started = time.perf_counter()
         times = time_steps(model, pairs, data, opts.steps, max(opts.warmup, 1))
