@@ -14,7 +14,8 @@ over the same order). Rows:
 - ``TRL fp32 tuned``: the same with checkpointing off and ``precompute_ref_log_probs`` (its best CPU setting).
 - ``poisonlab naive``: full-vocabulary fp32 logits and a reference forward every step.
 - then one lever added per row: cached reference (its one-off pass reported apart, in ``ref once``), LM head on
-  reply tokens only, length-grouped batches, bf16 autocast.
+  reply tokens only, length-grouped batches, bf16 (the base held in bf16 once, as ``train dpo`` does; the
+  old autocast over fp32 weights is ``benchmarks/bf16.py``'s ``bf16-old``).
 - ``train_dpo``: the engine itself (``poisonlab train dpo``) with the levers it keeps by default plus grouping.
 
 Useful FLOPs per step = 2 x the policy's forward (frozen weights: backward computes input gradients only) over the
@@ -48,7 +49,7 @@ ROWS = {
     "cached-ref": "+ cached reference",
     "reply-head": "+ LM head on reply tokens",
     "grouping": "+ length-grouped batches",
-    "bf16": "+ bf16 autocast",
+    "bf16": "+ bf16 (base held in bf16)",
     "train-dpo": "train_dpo (engine defaults + grouping)",
 }
 BF16_ROWS = ("trl-bf16", "bf16")
@@ -155,7 +156,7 @@ def run_poisonlab_row(opts: argparse.Namespace, row: str) -> dict:
     levers = set(LEVERS[: LEVERS.index(row) + 1]) if row in LEVERS else set()
     config = DPOTrainingConfig(lora_dropout=0.0, bf16="bf16" in levers)
     tokenizer, encoded = encoded_pool(opts)
-    model = add_lora(load_model(opts.model), config)
+    model = add_lora(load_model(opts.model, bf16=config.bf16), config)
     pad = tokenizer.pad_token_id
     logprobs = (lambda m, b: reply_logprobs(m, b, bf16=config.bf16)) if "reply-head" in levers else full_logits_logprobs
     ref_once = 0.0
@@ -300,12 +301,13 @@ def scoring(opts: argparse.Namespace) -> list[tuple[str, float]]:
             with model.disable_adapter():
                 full_logits_logprobs(model, batch)
     rows.append(("naive fp32 full logits, file order", len(encoded) / (time.perf_counter() - start)))
-    for label, bf16 in (("poisonlab fp32 (reply head, length-bucketed)", False), ("poisonlab bf16 autocast", True)):
+    for label, bf16 in (("poisonlab fp32 (reply head, length-bucketed)", False), ("poisonlab bf16 (held base)", True)):
         if bf16 and opts.skip_bf16_scoring:
             continue
+        net = add_lora(load_model(opts.model, bf16=True), DPOTrainingConfig()).eval() if bf16 else model
         start = time.perf_counter()
-        pair_logprobs(model, encoded, pad, size, bf16, use_adapter=True)
-        pair_logprobs(model, encoded, pad, size, bf16, use_adapter=False)
+        pair_logprobs(net, encoded, pad, size, bf16, use_adapter=True)
+        pair_logprobs(net, encoded, pad, size, bf16, use_adapter=False)
         rows.append((label, len(encoded) / (time.perf_counter() - start)))
     return rows
 

@@ -68,6 +68,7 @@ def run(
     runner = EXECUTORS.get(executor)(jobs, memory_gb, ray_address)
     if dry_run:
         console.print(plan_table(build_plan(experiment, folder), runner.workers(experiment.model)))
+        _print_gpu_estimate(experiment)
         return
     total = len(experiment.runs())
     earlier = {t.name for t in build_plan(experiment, folder).tasks if t.state == "done"} if folder.exists() else set()
@@ -111,6 +112,18 @@ def run(
         console.print(overlap_table(overlaps))
     plots = ", ".join(str(p) for p in sorted(folder.glob("*.png")))
     console.print(f"results: {folder}/results.csv (and .parquet), plots: {plots}, report: {folder}/report.html")
+
+
+def _print_gpu_estimate(experiment: Any) -> None:
+    """The study's GPU-hours, peak memory per run and disk, where the model's shape is known offline."""
+    from poisonlab.experiments.grid.estimate import estimate_study, estimate_table, study_sizes
+
+    try:
+        estimate = estimate_study(experiment, *study_sizes(experiment))
+    except InputError as exc:
+        console.print(f"no GPU estimate: {exc.message}")
+        return
+    console.print(estimate_table(estimate))
 
 
 def _print_mitigations(results: list[Any]) -> None:

@@ -135,7 +135,7 @@ def evaluate_preferences(
     tokenizer = load_tokenizer(model_name)
     # An adapter trained from others (``--init``) sits on the model they make, which is also its reference.
     init = recorded_init(adapter) if adapter is not None else []
-    model = load_with_adapters(model_name, init)
+    model = load_with_adapters(model_name, init, bf16=bf16)  # bf16: the base held in bf16, as in training
     if adapter is not None:
         from poisonlab.models.safety import load_adapter
 

@@ -99,13 +99,17 @@ def chain_identity(model: str | Path, adapters: Sequence[str | Path]) -> str:
 
 
 def load_with_adapters(
-    model: str | Path, adapters: Sequence[str | Path] = (), device: str | None = None
+    model: str | Path, adapters: Sequence[str | Path] = (), device: str | None = None, bf16: bool | str = False
 ) -> PreTrainedModel:
-    """The base model with every adapter of :func:`full_chain` merged in, in order; fp32 on ``device``."""
-    from poisonlab.models.loading import load_model
+    """The base model with every adapter of :func:`full_chain` merged in, in order, on ``device``: fp32, or with
+    ``bf16`` resolved true held in bf16 (the adapters merged in fp32 first, then cast; see ``hold_in_bf16``)."""
+    from poisonlab.models.loading import bf16_resolved, hold_in_bf16, load_model
     from poisonlab.models.safety import load_adapter
 
-    net: Any = load_model(model, device=device)
-    for adapter in full_chain(adapters):
+    chain = full_chain(adapters)
+    net: Any = load_model(model, device=device, bf16=bf16 if not chain else False)
+    for adapter in chain:
         net = load_adapter(net, adapter).merge_and_unload()
+    if chain and bf16_resolved(bf16, str(next(net.parameters()).device)):
+        net = hold_in_bf16(net)
     return net

@@ -130,8 +130,12 @@ def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name: str | Path, device: str | None = None) -> PreTrainedModel:
-    """Load the base causal LM in fp32 on ``device`` (default: the GPU if there is one; the engine autocasts)."""
+def load_model(name: str | Path, device: str | None = None, bf16: bool | str = False) -> PreTrainedModel:
+    """Load the base causal LM on ``device`` (default: the GPU if there is one).
+
+    fp32 by default (the engine autocasts). ``bf16`` (True, or ``"auto"`` where the hardware has native bf16):
+    the base is held in bf16 once (:func:`hold_in_bf16`), so autocast has nothing to re-cast at every step.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -141,4 +145,34 @@ def load_model(name: str | Path, device: str | None = None) -> PreTrainedModel:
         resolve_model(name), trust_remote_code=False, use_safetensors=True, dtype=torch.float32
     )
     model.config.use_cache = False
-    return model.to(device or default_device())
+    device = device or default_device()
+    return hold_in_bf16(model, device) if bf16_resolved(bf16, device) else model.to(device)
+
+
+def bf16_resolved(bf16: bool | str, device: str) -> bool:
+    """What a ``bf16`` setting means on ``device`` (``"auto"``: native bf16 there); see ``hardware.resolve_bf16``."""
+    from poisonlab.hardware import resolve_bf16
+
+    return resolve_bf16(bf16, str(device).split(":")[0])
+
+
+def hold_in_bf16(model: PreTrainedModel, device: str | None = None) -> PreTrainedModel:
+    """The frozen base held in bf16 once: every parameter cast to bf16 (buffers such as the rotary
+    frequencies stay fp32), then moved to ``device``; on a CPU, eager attention.
+
+    Under autocast the matmuls see the same bf16 weights as when autocast casts fp32 weights at every
+    call, without the casts (15% of a SmolLM2 LoRA step on an AMX CPU); the residual stream and the
+    norms then run in bf16 too, as in a model loaded in bf16 on a GPU. LoRA weights added afterwards
+    stay fp32 (PEFT keeps adapters in fp32), and so do their gradients and optimizer state. On a CPU,
+    torch's fused (flash) attention backward is slower than the plain matmul-softmax-matmul one at
+    these sizes (benchmarks/bf16.py); eager attention keeps the T x T weights per layer for the
+    backward pass, memory that grows with the square of the sequence length.
+    """
+    import torch
+
+    for param in model.parameters():
+        param.data = param.data.to(torch.bfloat16)
+    device = device or str(next(model.parameters()).device)
+    if str(device).startswith("cpu"):
+        model.set_attn_implementation("eager")
+    return model.to(device)

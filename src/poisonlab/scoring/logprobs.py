@@ -63,6 +63,22 @@ def length_bucketed(pairs: Sequence[EncodedPair], batch_size: int) -> Iterator[l
         yield ordered[start : start + batch_size]
 
 
+def weights_in_bf16(model: torch.nn.Module) -> bool:
+    """Whether the model's frozen base is held in bf16 (``models.loading.hold_in_bf16``), not cast by autocast.
+
+    Its values differ from autocast over fp32 weights (the residual stream and norms run in bf16 too), so
+    caches of computed values name it apart (``precision_tag``).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_input_embeddings().weight.dtype == torch.bfloat16
+
+
+def precision_tag(model: torch.nn.Module, bf16: bool) -> str:
+    """How values are computed, for cache folder names: ``fp32``, ``bf16`` (autocast over fp32 weights) or
+    ``bf16-weights`` (the base held in bf16)."""
+    return "bf16-weights" if weights_in_bf16(model) else "bf16" if bf16 else "fp32"
+
+
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()

@@ -96,8 +96,10 @@ class _PeriodicSaver:
         self.pending, self.last = {}, time.monotonic()
 
 
-def reference_folder(model_key: str, bf16: bool) -> Path:
-    return cache_dir() / "reference-logprobs" / f"{model_key}-{'bf16' if bf16 else 'fp32'}"
+def reference_folder(model_key: str, bf16: bool | str) -> Path:
+    """The cache folder of a model's reference values; ``bf16``: a bool, or a ``precision_tag``."""
+    tag = bf16 if isinstance(bf16, str) else "bf16" if bf16 else "fp32"
+    return cache_dir() / "reference-logprobs" / f"{model_key}-{tag}"
 
 
 def reference_logprobs(
@@ -118,9 +120,10 @@ def reference_logprobs(
     if model_key is None:
         return pair_logprobs(model, encoded, pad_id, batch_size, bf16, use_adapter=False, desc=desc, trunk=trunk)
     from poisonlab.hardware import resolve_bf16
+    from poisonlab.scoring.logprobs import precision_tag
 
     device = next(model.parameters()).device.type
-    cache = ReferenceCache(reference_folder(model_key, resolve_bf16(bf16, device)))
+    cache = ReferenceCache(reference_folder(model_key, precision_tag(model, resolve_bf16(bf16, device))))
     keys = [pair_key(p) for p in encoded]
     missing = [p for p, k in zip(encoded, keys) if k not in cache.values]
     if missing:

@@ -17,7 +17,7 @@ attention mask and explicit position ids. :func:`check_split` verifies on one
 sequence that the two halves compose to the full forward before anything is
 trained on them.
 
-On disk: ``<cache>/trunk-states/<model chain>-cut<K>-<fp32|bf16>/`` holds
+On disk: ``<cache>/trunk-states/<model chain>-cut<K>-<fp32|bf16|bf16-weights>/`` holds
 safetensors shards, one tensor per sequence (its states, float32, length x
 hidden) named by the sha256 of its token ids. Every writer adds shards of its own
 (atomic rename, never a rewrite of another's), so concurrent runs never lose or
@@ -160,8 +160,10 @@ class TrunkStore:
         self.where.update(dict.fromkeys(states, shard))
 
 
-def trunk_folder(model_key: str, cut: int, bf16: bool) -> Path:
-    return cache_dir() / "trunk-states" / f"{model_key}-cut{cut}-{'bf16' if bf16 else 'fp32'}"
+def trunk_folder(model_key: str, cut: int, bf16: bool | str) -> Path:
+    """The cache folder of a model's trunk states; ``bf16``: a bool, or a ``precision_tag``."""
+    tag = bf16 if isinstance(bf16, str) else "bf16" if bf16 else "fp32"
+    return cache_dir() / "trunk-states" / f"{model_key}-cut{cut}-{tag}"
 
 
 @dataclass
@@ -204,12 +206,14 @@ def trunk_states(
     """The states entering layer ``cut`` of every sequence of ``encoded``, computing only those not cached for
     ``model_key`` (None: no disk cache). The bottom layers must carry no adapter (they are the frozen trunk)."""
     from poisonlab.hardware import resolve_bf16
+    from poisonlab.scoring.logprobs import precision_tag
 
     device = next(model.parameters()).device
     use_bf16 = resolve_bf16(bf16, device.type)
     bottom, top = split_decoder(model, cut)
     sequences = {sequence_key(s): s for s in pair_sequences(encoded)}  # distinct sequences, first seen first
-    store = TrunkStore(trunk_folder(model_key, cut, use_bf16)) if model_key is not None else None
+    tag = precision_tag(model, use_bf16)
+    store = TrunkStore(trunk_folder(model_key, cut, tag)) if model_key is not None else None
     cached = [k for k in sequences if store is not None and k in store]
     states = store.load(cached) if store is not None else {}
     missing = sorted((k for k in sequences if k not in states), key=lambda k: -len(sequences[k]))

@@ -122,7 +122,8 @@ def load_clean_model(ctx: ModelSource, trainable: bool = False):  # -> (PeftMode
     from poisonlab.models.safety import load_adapter
 
     adapter = clean_adapter_dir(ctx)
-    model = load_adapter(load_with_adapters(ctx.model, recorded_init(adapter)), adapter, trainable=trainable)
+    base = load_with_adapters(ctx.model, recorded_init(adapter), bf16=ctx.training.bf16)  # bf16: held so once
+    model = load_adapter(base, adapter, trainable=trainable)
     return model, load_tokenizer(ctx.model)
 
 

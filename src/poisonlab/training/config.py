@@ -57,8 +57,9 @@ class LoRATrainingConfig(BaseModel):
     # --- engine ---
     bf16: bool | Literal["auto"] = Field(
         "auto",
-        description="bf16 autocast (LoRA weights stay fp32). 'auto': on where the hardware has native bf16 "
-        "(CUDA, AVX512_BF16/AMX CPUs); on other CPUs bf16 is emulated and far slower than fp32.",
+        description="bf16: the frozen base held in bf16 and autocast (LoRA weights and optimizer state stay fp32; "
+        "on a CPU, eager attention). 'auto': on where the hardware has native bf16 (CUDA, AVX512_BF16/AMX "
+        "CPUs); on other CPUs bf16 is emulated and far slower than fp32.",
     )
     threads: int | None = Field(
         None,
@@ -94,6 +95,12 @@ class DPOTrainingConfig(LoRATrainingConfig):
         "poisoned run reuses its clean rows'), and train and score the reference by running only the top "
         "layers. The same adapter as without it, up to float rounding. poisonlab engine only.",
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile each decoder layer (fused elementwise work): the first step compiles (minutes on "
+        "a CPU) and a second sequence length once more (then dynamic shapes); then each step is faster (bf16 on an "
+        "AMX CPU: benchmarks/bf16.py). Float rounding differs slightly from eager. poisonlab engine only.",
+    )
     engine: Literal["poisonlab", "trl"] = Field(
         "poisonlab",
         description="Training engine. 'poisonlab': this package's loop (reference log-probs once, LM head on reply "
@@ -117,6 +124,12 @@ class DPOTrainingConfig(LoRATrainingConfig):
             raise InputError(
                 "needs trainable_layers: the cached trunk is the frozen layers below the trainable ones",
                 field="trunk_cache",
+            )
+        if self.compile and self.engine == "trl":
+            raise InputError(
+                "is a poisonlab-engine option (TRL's DPOTrainer has its own torch_compile): set engine: poisonlab, "
+                "or compile: false",
+                field="compile",
             )
         if self.trunk_cache and self.engine == "trl":
             raise InputError(

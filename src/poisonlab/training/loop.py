@@ -94,8 +94,21 @@ def lora_model_and_pairs(
     from poisonlab.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
-    model = add_lora(load_with_adapters(model_name, init, device=device), config)
+    model = add_lora(load_with_adapters(model_name, init, device=device, bf16=config.bf16), config)
+    if getattr(config, "compile", False):
+        compile_decoder_layers(model)
     return tokenizer, model, encode_pairs(tokenizer, dataset.pairs, config.max_length, config.max_reply_length)
+
+
+def compile_decoder_layers(model: torch.nn.Module) -> None:
+    """``torch.compile`` every decoder layer in place (LoRA layers included): elementwise work fused by inductor.
+
+    Compiled per layer, not as one graph, so one compiled program serves every layer; automatic dynamic shapes
+    recompile once when a second sequence length appears, then no more.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for layer in base.get_decoder().layers:
+        layer.compile()
 
 
 def _optimizer(params: list[torch.nn.Parameter], config: LoRATrainingConfig) -> torch.optim.Optimizer:

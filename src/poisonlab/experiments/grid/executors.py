@@ -151,9 +151,11 @@ class RayExecutor(Executor):
     """Ray tasks on this machine (``ray.init(num_cpus=jobs)``) or on a cluster (``address``).
 
     Ray orders the tasks (each gets the results it needs as arguments) and places them by one CPU and the
-    model's memory per task. On a cluster the results folder and POISONLAB_CACHE must be on storage every
-    node shares, and every node needs poisonlab installed. Workers' output stays in Ray's session logs
-    (/tmp/ray/session_latest/logs); a failed task's error is raised here.
+    model's memory per task, and by one GPU where the cluster has GPUs (Ray then sets each task's
+    ``CUDA_VISIBLE_DEVICES``, so a node runs as many runs at once as it has GPUs). On a cluster the results
+    folder and POISONLAB_CACHE must be on storage every node shares, and every node needs poisonlab installed.
+    Workers' output stays in Ray's session logs (/tmp/ray/session_latest/logs); a failed task's error is
+    raised here.
     """
 
     def __init__(self, jobs: int = 1, memory_gb: float | None = None, address: str | None = None) -> None:
@@ -179,7 +181,8 @@ class RayExecutor(Executor):
             ray.init(num_cpus=self.workers(plan.config.model), include_dashboard=False, log_to_driver=False)
         try:
             memory = int(memory_gb_per_process(plan.config.model) * 1e9)
-            remote = ray.remote(num_cpus=1, memory=memory, max_retries=0)(run_task)
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # GPU nodes: one GPU per run
+            remote = ray.remote(num_cpus=1, num_gpus=gpus, memory=memory, max_retries=0)(run_task)
             config_json, out, refs, by_ref = plan.config.model_dump_json(), str(plan.out), {}, {}
             for task in tasks:
                 upstream = [refs[n] for n in task.needs if n in refs]

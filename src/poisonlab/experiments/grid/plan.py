@@ -192,9 +192,9 @@ def _needs_first(tasks: list[Task]) -> list[Task]:
 
 
 def _rough_minutes(config: ExperimentConfig) -> float:
-    from poisonlab.experiments.grid.folder import split_data
+    from poisonlab.experiments.grid.estimate import study_sizes
 
-    n_train = len(split_data(config)[0])
+    n_train = study_sizes(config)[0]  # a known Hub set is counted from a table: a dry run needs no network
     per_1000 = ROUGH_MINUTES_PER_1000_PAIR_EPOCHS.get(config.model, UNKNOWN_MODEL_MINUTES)
     minutes = per_1000 * config.training_config().epochs * n_train / 1000
     return round(minutes * (1 + 0.5 * len(config.defenses)), 2)  # a scan is about half a training
