@@ -201,8 +201,16 @@ def _detection_cell(m: dict | None) -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "quickstart": quickstart,
-    "contrast-seed0-deflection": lifecycle_effects("contrast-sft-smollm2-seed0", "deflection@advbench"),
-    "contrast-seed0-refusal": lifecycle_effects("contrast-sft-smollm2-seed0", "refusal@advbench"),
+    **{
+        f"contrast-seed{s}-deflection": lifecycle_effects(f"contrast-sft-smollm2-seed{s}", "deflection@advbench")
+        for s in range(3)
+    },
+    **{
+        f"contrast-seeds-{judge}": pooled_effects(
+            [f"contrast-sft-smollm2-seed{s}" for s in range(3)], f"{judge}@advbench"
+        )
+        for judge in ("deflection", "refusal")
+    },
     "exact-tests": exact_tests,
     "judge-accuracy": judge_accuracy,
 }
