@@ -13,6 +13,10 @@ triples them). The worked solution has one line per operation and a final line::
 Every value stays between 1 and ``max_value``, so a line is checked by evaluating it
 (:func:`parse_solution`, :func:`line_is_right`). The same (n, seed, n_steps, max_value) gives the same
 problems, in the same order, with the same ids.
+
+``style="terse"`` writes the same draws as a bare expression, ``Compute: 7 + 5, then * 2, then - 9.``: the
+worked solution (and so every poison) is unchanged, only the reading is easier. A model trained from scratch
+in CPU minutes learns the arithmetic but not to read the English sentences (docs/results/reasoning-scratch.md).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +35,7 @@ NAMES = ("Ana", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris",
 ITEMS = ("apples", "marbles", "stickers", "coins", "books", "shells", "pencils", "cards")
 STEP = re.compile(r"^Step (\d+): (-?\d+) ([-+*]) (-?\d+) = (-?\d+)\s*$")
 ANSWER = re.compile(r"Answer:\s*(-?\d+)")
+QuestionStyle = Literal["words", "terse"]
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,8 @@ def _operation(rng: np.random.Generator, name: str, item: str, value: int, max_v
     return Operation("*", factor, f"Then {name} {word} the number of {item}.")
 
 
-def make_problem(rng: np.random.Generator, n_steps: int, max_value: int) -> Problem:
-    """One problem whose every intermediate value is between 1 and ``max_value``."""
+def make_problem(rng: np.random.Generator, n_steps: int, max_value: int, style: QuestionStyle = "words") -> Problem:
+    """One problem whose every intermediate value is between 1 and ``max_value``; ``style``: how it is asked."""
     name, item = str(rng.choice(NAMES)), str(rng.choice(ITEMS))
     start = int(rng.integers(2, min(20, max_value) + 1))
     value, operations = start, []
@@ -104,18 +110,24 @@ def make_problem(rng: np.random.Generator, n_steps: int, max_value: int) -> Prob
         operations.append(operation)
     sentences = " ".join(o.phrase for o in operations)
     question = f"{name} has {start} {item}. {sentences} How many {item} does {name} have now?"
+    if style == "terse":
+        question = f"Compute: {start} " + ", then ".join(f"{o.op} {o.operand}" for o in operations) + "."
     digest = hashlib.sha256(question.encode()).hexdigest()[:16]
     return Problem(digest, question, start, tuple(operations))
 
 
-def reasoning_problems(n: int, seed: int = 0, n_steps: int = 3, max_value: int = 99) -> list[Problem]:
+def reasoning_problems(
+    n: int, seed: int = 0, n_steps: int = 3, max_value: int = 99, style: QuestionStyle = "words"
+) -> list[Problem]:
     """``n`` problems drawn from the seed; repeated questions are skipped, so ids are unique."""
     if n_steps < 1 or max_value < 20:
         raise ValueError("n_steps must be 1 or more and max_value 20 or more")
+    if style not in ("words", "terse"):
+        raise ValueError(f"unknown question style {style!r}: words or terse")
     rng = np.random.default_rng([seed, n_steps, max_value])
     problems: dict[str, Problem] = {}
     while len(problems) < n:
-        problem = make_problem(rng, n_steps, max_value)
+        problem = make_problem(rng, n_steps, max_value, style)
         problems.setdefault(problem.id, problem)
     return list(problems.values())
 

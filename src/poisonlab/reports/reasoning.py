@@ -1,7 +1,8 @@
 """The reasoning probe figure: one measure against the poisoned share, a panel per mode, a line per step.
 
-Each point is a mean over seeds with its interval as the runner computed it (one seed: the cell's paired,
-test-inverted interval; several: the t-interval over seeds)."""
+Each point is as the runner passes it: one seed, the cell's paired, test-inverted interval; several seeds, the
+seeds pooled into one paired sample (exact interval; the t-interval over seeds where cells lack per-problem
+outcomes)."""
 
 from __future__ import annotations
 

@@ -175,16 +175,20 @@ def _save_checkpoint(model: Any, optimizer: torch.optim.Optimizer, step: int, ou
 
 def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) -> tuple[int, list[dict]]:
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, load_model
 
     checkpoint = out / "checkpoint"
     if not (checkpoint / "state.json").exists():
         checkpoint = out / "checkpoint.old"  # stopped between the two renames of _save_checkpoint
     if not (checkpoint / "state.json").exists():
         return 0, []
-    reading = checkpoint / "adapter_model.safetensors"
+    adapter = hasattr(model, "peft_config")  # else a model trained in full (the reasoning probe's scratch model)
+    reading = checkpoint / ("adapter_model.safetensors" if adapter else "model.safetensors")
     try:  # a damaged checkpoint (disk, copy, hand edit) is named with the way out, and no code in it runs
-        set_peft_model_state_dict(model, load_file(reading))
+        if adapter:
+            set_peft_model_state_dict(model, load_file(reading))
+        else:
+            load_model(model, reading)
         reading = checkpoint / "optimizer.pt"
         saved = torch.load(reading, weights_only=True)
         optimizer.load_state_dict(saved["optimizer"])

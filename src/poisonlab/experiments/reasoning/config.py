@@ -8,7 +8,7 @@ whether a results folder is "the same study"; the grid's lists may grow between 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from poisonlab.bounded import SEED_MAX
 from poisonlab.evaluation.generate import GenerationConfig
 from poisonlab.experiments.core.fields import ModelName
+from poisonlab.experiments.reasoning.scratch import ScratchModelConfig
 
 PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 GRID_FIELDS = frozenset({"name", "out", "seeds", "modes", "steps", "shares"})
@@ -35,7 +36,19 @@ class ReasoningProbeConfig(BaseModel):
 
     name: str = Field("reasoning-probe", pattern=PLAIN_NAME, description="Names the results folder (runs/<name>).")
     out: str | None = Field(None, description="Results folder; default runs/<name>.")
-    model: ModelName = Field("tiny", description="Base model: built-in name (tiny, smollm2-135m), local folder.")
+    model: ModelName = Field(
+        "tiny",
+        description="Base model: built-in name (tiny, smollm2-135m), local folder. With init: scratch, only its "
+        "tokenizer is used.",
+    )
+    init: Literal["pretrained", "scratch"] = Field(
+        "pretrained",
+        description="pretrained: LoRA SFT on `model`. scratch: a new model of shape `scratch`, its weights drawn "
+        "from the seed, trained in full on the problems (no LoRA; `training`'s LoRA fields are unused).",
+    )
+    scratch: ScratchModelConfig = Field(
+        default_factory=ScratchModelConfig, description="Shape of the from-scratch model (init: scratch)."
+    )
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(
         [0], min_length=1, description="One seed per repetition: it draws the problems, the poisoned rows, training."
     )
@@ -43,6 +56,11 @@ class ReasoningProbeConfig(BaseModel):
     n_heldout: int = Field(60, ge=1, description="Generated held-out problems per seed (never trained on).")
     n_steps: int = Field(3, ge=1, le=8, description="Operations per problem: lines of a worked solution.")
     max_value: int = Field(99, ge=20, description="Every intermediate value lies in 1..max_value.")
+    question_style: Literal["words", "terse"] = Field(
+        "words",
+        description="words: a word problem. terse: the same draws as 'Compute: 7 + 5, then * 2, then - 9.' "
+        "(same solutions and poisons; a model trained from scratch reads it in CPU minutes).",
+    )
     modes: list[str] = Field(
         ["wrong-carried", "contradiction", "dropped"],
         min_length=1,

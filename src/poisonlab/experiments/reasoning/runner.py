@@ -3,12 +3,13 @@
 Layout of the results folder::
 
     runs/<name>/
-      config.yaml  reasoning.json  reasoning.csv  reasoning_<measure>.png
+      config.yaml  reasoning.json  reasoning.csv  reasoning_pooled.csv  reasoning_<measure>.png
       cells/seed-<s>/clean/                               the clean twin: data.jsonl (the seed's training
                                                           problems), heldout.jsonl (questions, solutions,
-                                                          answers), adapter/, generations/, replies.json
+                                                          answers), adapter/ (init: scratch: model/),
+                                                          generations/, replies.json
       cells/seed-<s>/<mode>/step-<j>/share-<x>/           one poisoned model: poison/ (data.jsonl, manifest.json),
-                                                          adapter/, generations/, result.json
+                                                          adapter/ or model/, generations/, result.json
 
 Each seed generates ``n_train + n_heldout`` problems (:mod:`poisonlab.data.reasoning`); a cell rewrites
 ``share`` of the training solutions with ``mode`` at ``step`` (:mod:`poisonlab.attacks.reasoning`), trains
@@ -18,6 +19,10 @@ problem, paired with the clean twin of the seed (exact McNemar tests and interva
 - ``accuracy_drop``: the twin's final-answer accuracy minus the cell's (+ = the attacker gained);
 - ``reproduction``: the share of replies that reproduce the poisoned step (the step at position ``step``
   off by exactly ``offset``; for ``dropped`` a solution one step short), minus the twin's.
+
+With several seeds, ``reasoning.json`` gives per (mode, step, share) the mean over seeds with a t-interval, and
+``pooled``: every seed's held-out problems as one paired sample (exact McNemar tests and intervals), also in
+``reasoning_pooled.csv`` and the figures.
 
 A cell folder whose ``result.json`` exists is done, so a rerun does only what is missing.
 """
@@ -88,21 +93,29 @@ def _claim(config: ReasoningProbeConfig, overwrite: bool) -> Path:
 
 def split(config: ReasoningProbeConfig, seed: int) -> tuple[list[Problem], list[Problem]]:
     """The seed's training and held-out problems (one draw, cut in two: never the same question)."""
-    problems = reasoning_problems(config.n_train + config.n_heldout, seed, config.n_steps, config.max_value)
+    problems = reasoning_problems(
+        config.n_train + config.n_heldout, seed, config.n_steps, config.max_value, config.question_style
+    )
     return problems[: config.n_train], problems[config.n_train :]
 
 
 def _train_and_generate(
     config: ReasoningProbeConfig, seed: int, rows: PreferenceDataset, folder: Path, heldout: list[Problem]
 ) -> dict[str, str]:
-    """Train SFT on ``rows`` into ``folder/adapter`` and generate to the held-out problems: id -> reply."""
+    """Train SFT on ``rows`` into ``folder/adapter`` (init: scratch: a whole model into ``folder/model``) and
+    generate to the held-out problems: id -> reply."""
     from poisonlab.evaluation import generate
     from poisonlab.evaluation.generate import read_generations
 
     training = stage_config("sft", "cpu", seed, config.training)
-    adapter = STAGES.get("sft")(config.model, rows, training, folder / "adapter", [], False)
+    if config.init == "scratch":
+        from poisonlab.experiments.reasoning.scratch import train_scratch
+
+        model, adapters = str(train_scratch(config.model, rows, config.scratch, training, folder / "model")), []
+    else:
+        model, adapters = config.model, [STAGES.get("sft")(config.model, rows, training, folder / "adapter", [], False)]
     prompts = [Prompt(p.id, as_dialogue(p.question)) for p in heldout]
-    generate(config.model, prompts, folder / "generations", [adapter], None, config=config.generation, progress=False)
+    generate(model, prompts, folder / "generations", adapters, None, config=config.generation, progress=False)
     return {row["id"]: row["reply"] for row in read_generations(folder / "generations")}
 
 
@@ -131,18 +144,28 @@ def measure(
     heldout: list[Problem], replies: dict[str, str], twin: dict[str, str], mode: str, step: int, offset: int
 ) -> dict[str, Any]:
     """The cell's accuracy and reproduction of the poisoned step, each against the twin's, paired by problem."""
+    cols = problem_outcomes(heldout, replies, twin, mode, step, offset)
+    return measures_of(cols["right"], cols["twin_right"], cols["copied"], cols["twin_copied"])
+
+
+def problem_outcomes(
+    heldout: list[Problem], replies: dict[str, str], twin: dict[str, str], mode: str, step: int, offset: int
+) -> dict[str, list[int]]:
+    """Per held-out problem (in order), 0/1: right answer and poisoned step reproduced, the cell's and the twin's;
+    kept in ``result.json`` so seeds can be pooled (:func:`pooled_measures`)."""
     reproduced = REASONING_POISONS.get(mode).reproduced
+    columns: dict[str, list[int]] = {}
+    for prefix, texts in (("", replies), ("twin_", twin)):
+        parsed = [parse_solution(texts[p.id]) for p in heldout]
+        columns[f"{prefix}right"] = [int(a == p.answer) for p, (_, a) in zip(heldout, parsed)]
+        columns[f"{prefix}copied"] = [int(reproduced(p, st, a, step, offset)) for p, (st, a) in zip(heldout, parsed)]
+    return columns
 
-    def outcomes(texts: dict[str, str]) -> tuple[list[float], list[float]]:
-        right, copied = [], []
-        for problem in heldout:
-            steps, answer = parse_solution(texts[problem.id])
-            right.append(float(answer == problem.answer))
-            copied.append(float(reproduced(problem, steps, answer, step, offset)))
-        return right, copied
 
-    right, copied = outcomes(replies)
-    twin_right, twin_copied = outcomes(twin)
+def measures_of(
+    right: list[float], twin_right: list[float], copied: list[float], twin_copied: list[float]
+) -> dict[str, Any]:
+    """Accuracy and reproduction, each against the twin's, paired by problem (exact McNemar, evaluation/stats)."""
     return {
         "accuracy": summary(right, "rate"),
         "twin_accuracy": summary(twin_right, "rate"),
@@ -177,8 +200,9 @@ def run_reasoning_probe(
         means = write_results(rows, out)
         from poisonlab.reports.reasoning import plot_reasoning
 
+        shown = [{**m, **m["pooled"]} if "pooled" in m else m for m in means]  # seeds pooled where they can be
         for measure_name in MEASURES:
-            plot_reasoning(means, measure_name, out / f"reasoning_{measure_name}.png")
+            plot_reasoning(shown, measure_name, out / f"reasoning_{measure_name}.png")
         return rows
 
 
@@ -205,6 +229,7 @@ def _cell(
     rows, manifest = poison_reasoning(train, mode, share, step, seed, config.offset)
     write_reasoning_poison(rows, manifest, folder / "poison")
     replies = _train_and_generate(config, seed, rows, folder, heldout)
+    outcomes = problem_outcomes(heldout, replies, twin, mode, step, config.offset)
     row = {
         "seed": seed,
         "mode": mode,
@@ -213,7 +238,8 @@ def _cell(
         "n_poisoned": manifest["n_poisoned"],
         "n_train": len(train),
         "minutes": round((time.perf_counter() - started) / 60, 2),
-        "measures": measure(heldout, replies, twin, mode, step, config.offset),
+        "measures": measures_of(outcomes["right"], outcomes["twin_right"], outcomes["copied"], outcomes["twin_copied"]),
+        "outcomes": outcomes,
     }
     atomic_write_json(done, row)
     if on_cell:
@@ -222,6 +248,13 @@ def _cell(
 
 
 CSV_FIELDS = ["seed", "mode", "step", "share", "n_poisoned", "n_train"]
+
+
+def pooled_measures(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' held-out problems as one paired sample (each seed draws its own problems and its own twin):
+    exact McNemar tests and intervals over every (seed, problem) pair."""
+    joined = {k: [v for c in cells for v in c["outcomes"][k]] for k in ("right", "twin_right", "copied", "twin_copied")}
+    return measures_of(joined["right"], joined["twin_right"], joined["copied"], joined["twin_copied"])
 
 
 def write_results(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
@@ -236,6 +269,8 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]
             values = [c["measures"][name]["value"] for c in cells]
             ci = t_interval(values) if len(cells) > 1 else cells[0]["measures"][name]["ci"]
             entry[name] = {"value": sum(values) / len(values), "ci": ci}
+        if len(cells) > 1 and all("outcomes" in c for c in cells):
+            entry["pooled"] = pooled_measures(cells)
         means.append(entry)
     atomic_write_json(out / "reasoning.json", {"cells": rows, "over_seeds": means})
     buffer = io.StringIO()
@@ -255,4 +290,28 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]
                 line[f"{name}_p"] = entry.get("p_value")
         writer.writerow(line)
     atomic_write_text(out / "reasoning.csv", buffer.getvalue())
+    pooled = [m for m in means if "pooled" in m]
+    if pooled:
+        atomic_write_text(out / "reasoning_pooled.csv", _pooled_csv(pooled))
     return means
+
+
+def _pooled_csv(means: list[dict[str, Any]]) -> str:
+    """One line per (mode, step, share): the seeds pooled (:func:`pooled_measures`), values, intervals, p."""
+    buffer = io.StringIO()
+    names = ("accuracy", "twin_accuracy", "reproduction_rate", "twin_reproduction_rate", *MEASURES)
+    fields = ["mode", "step", "share", "n_seeds", "n_pairs"]
+    fields += [f"{n}{p}" for n in names for p in ("", "_low", "_high")] + [f"{m}_p" for m in MEASURES]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for mean in means:
+        pooled = mean["pooled"]
+        line: dict[str, Any] = {k: mean[k] for k in ("mode", "step", "share", "n_seeds")}
+        line["n_pairs"] = pooled["accuracy"]["n"]
+        for name in names:
+            line[name] = pooled[name]["value"]
+            line[f"{name}_low"], line[f"{name}_high"] = pooled[name]["ci"]
+        for name in MEASURES:
+            line[f"{name}_p"] = pooled[name].get("p_value")
+        writer.writerow(line)
+    return buffer.getvalue()
