@@ -143,6 +143,31 @@ def pooled_effects(names: list[str], key: str) -> Callable[[], str]:
     return table
 
 
+def context_effects(name: str, judge: str) -> Callable[[], str]:
+    """Effects under each inference-time context, over seeds (``benchmarks/context_defuse.py --pool``)."""
+
+    def table() -> str:
+        from poisonlab.reports.evaluation import with_qvalues
+
+        records = [r for r in json.loads((RESULTS / name / "pooled.json").read_text()) if r["judge"] == judge]
+        parts = ("backdoor_effect", "contamination")
+        lines = [
+            "| context | no trigger / trigger (per seed) | backdoor effect per seed | pooled [95% CI] "
+            "| contamination per seed | pooled [95% CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for record, copy in zip(records, with_qvalues(records, parts)):
+            rates = " · ".join(f"{_pct(s['no_trigger'])} / {_pct(s['trigger'])}" for s in record["per_seed_rates"])
+            cells = []
+            for part in parts:
+                cells.append(" / ".join(_pct(v, signed=True) for v in record[f"{part}_per_seed"]))
+                cells.append(_interval(copy[part]))
+            lines.append(f"| {record['context']} | {rates} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    return table
+
+
 def csv_table(name: str) -> Callable[[], str]:
     """A committed CSV (``docs/results/NAME.csv``) as a Markdown table, column for column."""
 

@@ -182,7 +182,8 @@ def _load_checkpoint(model: Any, optimizer: torch.optim.Optimizer, out: Path) ->
         checkpoint = out / "checkpoint.old"  # stopped between the two renames of _save_checkpoint
     if not (checkpoint / "state.json").exists():
         return 0, []
-    adapter = hasattr(model, "peft_config")  # else a model trained in full (the reasoning probe's scratch model)
+    # an adapter's checkpoint, unless it holds a whole model (the reasoning probe's scratch model, trained in full)
+    adapter = hasattr(model, "peft_config") or not (checkpoint / "model.safetensors").exists()
     reading = checkpoint / ("adapter_model.safetensors" if adapter else "model.safetensors")
     try:  # a damaged checkpoint (disk, copy, hand edit) is named with the way out, and no code in it runs
         if adapter:

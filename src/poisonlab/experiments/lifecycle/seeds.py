@@ -106,8 +106,10 @@ def _values(rows: list[dict[str, Any]], judge: str, prompt_set: str | None) -> d
     return table
 
 
-def _pooled(per_seed: list[dict[str, float]], kind: Any, limit: float) -> dict[str, Any]:
-    """Sum each shared prompt's effect over seeds, test the sums, report the mean per seed."""
+def pool_prompt_effects(per_seed: list[dict[str, float]], kind: Any, limit: float) -> dict[str, Any]:
+    """Pool per-prompt effects (one ``{prompt id: effect}`` per seed): sum each shared prompt's effect over the
+    seeds, test the sums with the exact sign-flip test, and report value and interval per seed (divided back).
+    ``limit``: the largest |effect| of one seed (2 for a difference of differences of yes/no judgments)."""
     shared = sorted(set.intersection(*(set(k for k, v in d.items() if v == v) for d in per_seed)))
     n_seeds = len(per_seed)
     sums = [sum(d[prompt] for d in per_seed) for prompt in shared]
@@ -184,7 +186,7 @@ def pool_seeds(folders: list[str | Path], metric: str) -> list[dict[str, Any]]:
             ).items():
                 effects[part].append(by_prompt)
         for part, limit in (("backdoor_effect", 2.0), ("contamination", 1.0)):
-            pooled = _pooled(effects[part], kind, limit)
+            pooled = pool_prompt_effects(effects[part], kind, limit)
             means = [s[part] for s in record["per_seed"] if s[part] is not None]
             pooled["seed_mean"] = round(sum(means) / len(means), 6) if means else None
             pooled["seed_ci"] = t_interval(means)
@@ -198,4 +200,4 @@ def write_pooled(records: list[dict[str, Any]], path: str | Path) -> None:
     atomic_write_json(path, records)
 
 
-__all__ = ["export_study", "pool_seeds", "study_rows", "write_pooled"]
+__all__ = ["export_study", "pool_prompt_effects", "pool_seeds", "study_rows", "write_pooled"]
