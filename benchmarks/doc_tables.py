@@ -236,6 +236,7 @@ TABLES: dict[str, Callable[[], str]] = {
         )
         for judge in ("deflection", "refusal")
     },
+    "context-defuse-deflection": context_effects("context-defuse", "deflection"),
     "exact-tests": exact_tests,
     "judge-accuracy": judge_accuracy,
 }
