@@ -148,6 +148,23 @@ def pool(folders: list[Path], out: Path, judges: list[str], model: str = "sft-0.
                 record["contamination"]["value"],
             )
     atomic_write_json(out / "pooled.json", records)
+    from poisonlab.reports.lifecycle import plot_pooled
+
+    for judge in judges:
+        mine = [r for r in records if r["judge"] == judge]
+        shaped = [
+            r
+            | {
+                "metric": f"{judge}@advbench under each context",
+                "seeds": list(range(len(folders))),
+                "per_seed": [
+                    {part: r[f"{part}_per_seed"][i] for part in ("backdoor_effect", "contamination")}
+                    for i in range(len(folders))
+                ],
+            }
+            for r in mine
+        ]
+        plot_pooled(shaped, out / f"context-{judge}.png", labels=[r["context"] for r in mine])
 
 
 if __name__ == "__main__":

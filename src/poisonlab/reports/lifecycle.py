@@ -127,8 +127,9 @@ def pooled_table(records: list[dict[str, Any]]) -> Any:
     return table
 
 
-def plot_pooled(records: list[dict[str, Any]], path: Path) -> None:
-    """Each seed's effect (dots) and the pooled effect with its 95% interval (bar), per stage, into ``path``."""
+def plot_pooled(records: list[dict[str, Any]], path: Path, labels: list[str] | None = None) -> None:
+    """Each seed's effect (dots) and the pooled effect with its 95% interval (bar), per stage (or per ``labels``:
+    one name for each record), into ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,7 +137,7 @@ def plot_pooled(records: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.ticker import PercentFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    labels = [f"{r['pipeline']}\nafter {r['stage_index']}. {r['stage']}" for r in records]
+    labels = labels or [f"{r['pipeline']}\nafter {r['stage_index']}. {r['stage']}" for r in records]
     for ax, part in zip(axes, ("backdoor_effect", "contamination")):
         for x, record in enumerate(records):
             pooled = record[part]
