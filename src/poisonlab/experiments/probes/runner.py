@@ -49,10 +49,10 @@ from poisonlab.data.readers import load_pairs
 from poisonlab.data.splits import train_heldout_split
 from poisonlab.errors import InputError
 from poisonlab.evaluation.stats import difference_of_differences, paired_difference
+from poisonlab.experiments.core.cells import claim_cells
 from poisonlab.experiments.core.intervals import t_interval
 from poisonlab.experiments.probes.config import ProbeConfig
 from poisonlab.io import atomic_write_json, atomic_write_text, inside
-from poisonlab.outputs import existing_results
 from poisonlab.training.stages import STAGES, stage_config
 
 # measures of one cell: the three paired differences, then the plain rates they come from
@@ -90,31 +90,8 @@ def cell_folder(out: Path, stage: str, seed: int, trigger: str, position: str, n
 
 
 def _claim(config: ProbeConfig, overwrite: bool) -> Path:
-    """The results folder, resumed when it holds a probe study with the same cell settings, else refused."""
-    import shutil
-
-    out = results_folder(config)
-    saved = out / "config.yaml"
-    if saved.exists():
-        try:
-            same = ProbeConfig.model_validate(yaml.safe_load(saved.read_text())).cell_settings() == (
-                config.cell_settings()
-            )
-        except Exception:
-            same = False
-        if not same and not overwrite:
-            raise InputError(
-                "holds a probe study with other model, data or training settings (or another kind of results); "
-                "choose another folder (--out), or pass --overwrite",
-                path=out,
-            )
-        if not same:
-            shutil.rmtree(out / "cells", ignore_errors=True)
-        return out
-    found = existing_results(out)
-    if found and not overwrite:
-        raise InputError(f"already holds other results ({', '.join(found)}); choose another folder (--out)", path=out)
-    return out
+    """The results folder, resumed when it holds this study's cells, else refused (``core.cells``)."""
+    return claim_cells(results_folder(config), config, overwrite, "a probe study")
 
 
 def _splits(config: ProbeConfig) -> dict[int, Split]:

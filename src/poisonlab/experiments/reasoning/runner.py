@@ -43,12 +43,11 @@ from poisonlab.attacks.reasoning import REASONING_POISONS, poison_reasoning, wri
 from poisonlab.data.pairs import PreferenceDataset
 from poisonlab.data.prompts import Prompt, as_dialogue
 from poisonlab.data.reasoning import Problem, as_sft_rows, parse_solution, reasoning_problems
-from poisonlab.errors import InputError
 from poisonlab.evaluation.stats import paired_difference, summary
+from poisonlab.experiments.core.cells import claim_cells
 from poisonlab.experiments.core.intervals import t_interval
 from poisonlab.experiments.reasoning.config import ReasoningProbeConfig
 from poisonlab.io import atomic_write_json, atomic_write_text
-from poisonlab.outputs import existing_results
 from poisonlab.training.stages import STAGES, stage_config
 
 MEASURES = ("accuracy_drop", "reproduction")
@@ -65,30 +64,8 @@ def cell_folder(out: Path, seed: int, mode: str | None, step: int = 0, share: fl
 
 
 def _claim(config: ReasoningProbeConfig, overwrite: bool) -> Path:
-    import shutil
-
-    out = results_folder(config)
-    saved = out / "config.yaml"
-    if saved.exists():
-        try:
-            same = ReasoningProbeConfig.model_validate(yaml.safe_load(saved.read_text())).cell_settings() == (
-                config.cell_settings()
-            )
-        except Exception:
-            same = False
-        if not same and not overwrite:
-            raise InputError(
-                "holds a reasoning probe with other settings (or other results); choose another folder (--out), "
-                "or pass --overwrite",
-                path=out,
-            )
-        if not same:
-            shutil.rmtree(out / "cells", ignore_errors=True)
-        return out
-    found = existing_results(out)
-    if found and not overwrite:
-        raise InputError(f"already holds other results ({', '.join(found)}); choose another folder (--out)", path=out)
-    return out
+    """The results folder, resumed when it holds this study's cells, else refused (``core.cells``)."""
+    return claim_cells(results_folder(config), config, overwrite, "a reasoning probe")
 
 
 def split(config: ReasoningProbeConfig, seed: int) -> tuple[list[Problem], list[Problem]]:
