@@ -22,12 +22,6 @@
 #   bash benchmarks/gpu_check.sh --cpu        # the dry check on a CPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:$PWD/src"
-else
-    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export POISONLAB_CACHE="${POISONLAB_CACHE:-/tmp/poisonlab-cache}"
+. benchmarks/gpu_env.sh
 export OUT="${OUT:-$PWD/gpu-check-out}"
 python3 benchmarks/gpu_check.py --out "$OUT" "$@"

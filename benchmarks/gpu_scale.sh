@@ -13,13 +13,8 @@
 # (default 500) stops it; the JSON keeps every finished stage. SKIP=trl,small leaves stages out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:$PWD/src"
-else
-    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export POISONLAB_CACHE="${POISONLAB_CACHE:-/tmp/poisonlab-cache}" TQDM_DISABLE=1 PYTHONUNBUFFERED=1
+. benchmarks/gpu_env.sh
+export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 export OUT="${OUT:-$PWD/gpu-scale-out}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
 timeout "${GPU_SCALE_SECONDS:-500}" python3 benchmarks/gpu_scale.py --out "$OUT" --skip "${SKIP:-}" "$@" 2>&1 \
